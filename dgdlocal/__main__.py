@@ -1,0 +1,64 @@
+"""Entry point: `python -m dgdlocal` and the `dgdlocal` console script.
+
+Failures end the whole MPI job promptly with one message:
+* an input error every rank agrees on: the coordinator prints it, every rank exits 2;
+* an input error only this rank knows of: this rank prints it and aborts the job (exit 2);
+* an unexpected exception agreed on by every rank: the coordinator prints it, exit 1;
+* any other unexpected exception: this rank prints its traceback and aborts the job (exit 1).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+
+from .errors import InputError, RankFailure
+
+
+def _abort(comm, code: int) -> None:
+    """MPI_Abort ends every rank; MPICH's Abort can return briefly, so leave at once."""
+    sys.stderr.flush()
+    sys.stdout.flush()
+    comm.Abort(code)
+    os._exit(code)
+
+
+def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    try:
+        from mpi4py import MPI
+    except ImportError as exc:
+        print(f"dgdlocal: error: mpi4py cannot be imported ({exc}); install MPI, e.g. pip install 'dgdlocal[mpi]'",
+              file=sys.stderr)
+        return 2
+    from . import cli
+
+    comm = MPI.COMM_WORLD
+    rank = comm.Get_rank()
+    try:
+        return cli.main(argv, comm)
+    except InputError as exc:
+        if exc.collective:
+            if rank == 0:
+                print(f"dgdlocal: error: {exc}", file=sys.stderr, flush=True)
+            return 2
+        print(f"dgdlocal: error on rank {rank}: {exc}", file=sys.stderr, flush=True)
+        _abort(comm, 2)
+    except RankFailure as exc:
+        if rank == 0:
+            print(f"dgdlocal: internal error: {exc}", file=sys.stderr, flush=True)
+        return 1
+    except Exception:  # noqa: BLE001 - anything else must not leave the other ranks waiting
+        print(f"dgdlocal: internal error on rank {rank}; aborting the job.\n{traceback.format_exc()}",
+              file=sys.stderr, flush=True)
+        _abort(comm, 1)
+    return 1
+
+
+def console_script() -> None:
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    console_script()

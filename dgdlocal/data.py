@@ -1,0 +1,275 @@
+"""Problem data: synthetic matrices and per-rank loading of column blocks.
+
+Every rank reads only its own columns Y[:, lo:hi] (h5py slicing or a
+memory-mapped ``.npy``), never the whole matrix. The synthetic matrix is drawn
+in column chunks whose random streams depend on the seed and the chunk index
+only, so the matrix is the same whatever the number of ranks.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import numpy as np
+
+from .errors import InputError
+
+#: Rows of V⋆ drawn per random stream; fixed, so V⋆ does not depend on J.
+V_CHUNK_ROWS = 4096
+#: Entries of noise drawn per random stream (whole columns); fixed for a given n.
+NOISE_CHUNK_ENTRIES = 1 << 20
+
+# Random-stream keys kept apart from the initial points' SeedSequence(seed).spawn(J).
+_KEY_U, _KEY_V, _KEY_NOISE = 1 << 40, (1 << 40) + 1, (1 << 40) + 2
+
+
+def column_partition(m: int, J: int) -> np.ndarray:
+    """Offsets (length J+1) splitting m columns as evenly as possible: the first m mod J ranks get one more."""
+    if J > m:
+        raise InputError(
+            f"The job has more ranks than the matrix has columns (J={J} > m={m}); "
+            "every rank needs at least one column. Use at most m ranks.",
+            collective=True,
+        )
+    sizes = np.full(J, m // J, dtype=np.int64)
+    sizes[: m % J] += 1
+    return np.concatenate(([0], np.cumsum(sizes)))
+
+
+def _stream(seed: int, *key: int) -> np.random.Generator:
+    return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=key))
+
+
+@dataclass(frozen=True)
+class SyntheticSpec:
+    """Y = U⋆ V⋆ᵀ + noise, with U⋆ = Q diag(σ), σ_i geometric from 1 down to 1/condition_number,
+    Q (n×r) and V⋆ (m×r) orthonormal; noise N(0, s²) with s = noise · ‖U⋆V⋆ᵀ‖_F / √(n m)."""
+
+    n: int
+    m: int
+    r: int
+    condition_number: float = 1.0
+    noise: float = 0.0
+    seed: int = 0
+
+    def singular_values(self) -> np.ndarray:
+        if self.r == 1:
+            return np.ones(1)
+        return self.condition_number ** (-np.arange(self.r) / (self.r - 1))
+
+    def truth_U(self) -> np.ndarray:
+        Q, _ = np.linalg.qr(_stream(self.seed, _KEY_U).standard_normal((self.n, self.r)))
+        return Q * self.singular_values()
+
+    def _v_chunk(self, c: int) -> np.ndarray:
+        rows = min(V_CHUNK_ROWS, self.m - c * V_CHUNK_ROWS)
+        return _stream(self.seed, _KEY_V, c).standard_normal((rows, self.r))
+
+    def truth_V(self, lo: int, hi: int) -> np.ndarray:
+        """Rows lo:hi of the orthonormal V⋆ = G R⁻¹, GᵀG = RᵀR, G drawn in fixed chunks."""
+        chunks = range(-(-self.m // V_CHUNK_ROWS))
+        gram = np.zeros((self.r, self.r))
+        for c in chunks:
+            G = self._v_chunk(c)
+            gram += G.T @ G
+        R = np.linalg.cholesky(gram).T
+        first, last = lo // V_CHUNK_ROWS, max(lo, hi - 1) // V_CHUNK_ROWS
+        G = np.concatenate([self._v_chunk(c) for c in range(first, last + 1)])
+        G = G[lo - first * V_CHUNK_ROWS: hi - first * V_CHUNK_ROWS]
+        return np.linalg.solve(R.T, G.T).T
+
+    def noise_block(self, lo: int, hi: int) -> np.ndarray:
+        """Columns lo:hi of the noise matrix (n × (hi−lo))."""
+        scale = self.noise * np.linalg.norm(self.singular_values()) / np.sqrt(self.n * self.m)
+        width = max(1, NOISE_CHUNK_ENTRIES // self.n)
+        out = np.empty((self.n, hi - lo))
+        for c in range(lo // width, (hi - 1) // width + 1):
+            c_lo = c * width
+            chunk = _stream(self.seed, _KEY_NOISE, c).standard_normal((self.n, min(width, self.m - c_lo)))
+            a, b = max(lo, c_lo), min(hi, c_lo + chunk.shape[1])
+            out[:, a - lo: b - lo] = chunk[:, a - c_lo: b - c_lo]
+        return scale * out
+
+
+@dataclass
+class Block:
+    """What rank j holds: its columns Y_j = Y[:, lo:hi] and, if known, the ground truth X⋆_j = U⋆ V⋆_jᵀ."""
+
+    j: int
+    lo: int
+    hi: int
+    Y: np.ndarray
+    truth_U: np.ndarray | None = None
+    truth_V: np.ndarray | None = None
+
+
+def synthetic_block(spec: SyntheticSpec, j: int, lo: int, hi: int, dtype=np.float64) -> Block:
+    U_star, V_star = spec.truth_U(), spec.truth_V(lo, hi)
+    Y = U_star @ V_star.T
+    if spec.noise > 0:
+        Y += spec.noise_block(lo, hi)
+    return Block(j, lo, hi, np.ascontiguousarray(Y, dtype=dtype), U_star, V_star)
+
+
+# ---------------------------------------------------------------------------
+# Files
+
+
+def split_data_argument(argument: str) -> tuple[str, str]:
+    """'PATH[:DATASET]' → (path, dataset); dataset defaults to 'Y'."""
+    if os.path.exists(argument) or ":" not in argument:
+        return argument, "Y"
+    path, dataset = argument.rsplit(":", 1)
+    return path, dataset or "Y"
+
+
+def _is_npy(path: str) -> bool:
+    return path.lower().endswith(".npy")
+
+
+def _open_matrix(path: str, dataset: str):
+    """Return (context, array-like) for a 2-D floating-point matrix; raise InputError otherwise."""
+    if not os.path.exists(path):
+        raise InputError(f"The data file '{path}' does not exist.")
+    if not os.access(path, os.R_OK):
+        raise InputError(f"The data file '{path}' is not readable (permission denied).")
+    if _is_npy(path):
+        try:
+            array = np.load(path, mmap_mode="r", allow_pickle=False)
+        except ValueError as exc:
+            if "pickle" in str(exc).lower() or "object" in str(exc).lower():
+                raise InputError(f"The data file '{path}' holds Python objects; dgdlocal needs a floating-point matrix.") from None
+            raise InputError(f"The data file '{path}' is not a readable .npy file ({exc}).") from None
+        except OSError as exc:
+            raise InputError(f"The data file '{path}' is not a readable .npy file ({exc}).") from None
+        _check_matrix(array, f"'{path}'")
+        return None, array
+    import h5py
+
+    try:
+        handle = h5py.File(path, "r")
+    except OSError:
+        raise InputError(f"The data file '{path}' is not an HDF5 file (or is damaged); "
+                         "dgdlocal reads HDF5 (.h5) or NumPy (.npy) matrices.") from None
+    if dataset not in handle or not isinstance(handle[dataset], h5py.Dataset):
+        names = sorted(k for k in handle.keys() if isinstance(handle[k], h5py.Dataset))
+        handle.close()
+        raise InputError(f"The data file '{path}' has no dataset '{dataset}'"
+                         + (f"; it has: {', '.join(names)}." if names else " (it holds no datasets at the top level)."))
+    array = handle[dataset]
+    try:
+        _check_matrix(array, f"'{path}:{dataset}'")
+    except InputError:
+        handle.close()
+        raise
+    return handle, array
+
+
+def _check_matrix(array, name: str) -> None:
+    if array.ndim != 2:
+        raise InputError(f"The data matrix {name} must be 2-D (n rows × m columns). Got {array.ndim}-D, shape {tuple(array.shape)}.")
+    if array.dtype.kind != "f":
+        raise InputError(f"The data matrix {name} must hold floating-point numbers. Got dtype {array.dtype}; "
+                         "convert it, e.g. numpy.save(path, Y.astype('float64')).")
+    if 0 in array.shape:
+        raise InputError(f"The data matrix {name} is empty (shape {tuple(array.shape)}).")
+
+
+def matrix_shape(path: str, dataset: str = "Y") -> tuple[int, int]:
+    handle, array = _open_matrix(path, dataset)
+    shape = tuple(int(s) for s in array.shape)
+    if handle is not None:
+        handle.close()
+    return shape
+
+
+def load_block(path: str, dataset: str, j: int, lo: int, hi: int, dtype=np.float64) -> Block:
+    """Read columns lo:hi of the matrix, plus /truth/U and rows of /truth/V if an HDF5 file has them."""
+    handle, array = _open_matrix(path, dataset)
+    truth_U = truth_V = None
+    try:
+        Y = np.ascontiguousarray(array[:, lo:hi], dtype=dtype)
+        if handle is not None and "truth" in handle and dataset == "Y":
+            truth_U = np.asarray(handle["truth/U"][...], dtype=np.float64)
+            truth_V = np.asarray(handle["truth/V"][lo:hi], dtype=np.float64)
+    finally:
+        if handle is not None:
+            handle.close()
+    bad = ~np.isfinite(Y)
+    if bad.any():
+        row, col = np.argwhere(bad)[0]
+        raise InputError(f"The data matrix '{path}' holds non-finite values (NaN or inf), "
+                         f"first at row {row}, column {lo + col}; {int(bad.sum())} such entries in columns {lo}..{hi - 1}.")
+    return Block(j, lo, hi, Y, truth_U, truth_V)
+
+
+def load_small_matrix(path: str, what: str) -> np.ndarray:
+    """Read a small matrix (weights) from .npy, .txt/.csv (whitespace or comma separated) or HDF5 (first dataset)."""
+    if not os.path.exists(path):
+        raise InputError(f"The {what} file '{path}' does not exist.")
+    lower = path.lower()
+    try:
+        if lower.endswith(".npy"):
+            return np.asarray(np.load(path, allow_pickle=False), dtype=np.float64)
+        if lower.endswith((".txt", ".csv", ".dat")):
+            with open(path) as handle:
+                text = handle.read()
+            delimiter = "," if "," in text else None
+            return np.atleast_2d(np.loadtxt(path, delimiter=delimiter, dtype=np.float64))
+        import h5py
+
+        with h5py.File(path, "r") as handle:
+            names = [k for k in handle.keys() if isinstance(handle[k], h5py.Dataset)]
+            name = "weights" if "weights" in names else (names[0] if names else None)
+            if name is None:
+                raise InputError(f"The {what} file '{path}' holds no dataset.")
+            return np.asarray(handle[name][...], dtype=np.float64)
+    except InputError:
+        raise
+    except (OSError, ValueError, TypeError) as exc:
+        raise InputError(f"The {what} file '{path}' could not be read as a numeric matrix ({exc}).") from None
+
+
+def load_initial(path: str, j: int, J: int, n: int, lo: int, hi: int, r: int) -> tuple[np.ndarray, np.ndarray]:
+    """Rank j's starting factors from an HDF5 file with U (J×n×r, one copy per rank) and V (m×r)."""
+    import h5py
+
+    if not os.path.exists(path):
+        raise InputError(f"The initial-point file '{path}' does not exist.")
+    try:
+        with h5py.File(path, "r") as handle:
+            for name in ("U", "V"):
+                if name not in handle:
+                    raise InputError(f"The initial-point file '{path}' has no dataset '{name}'.")
+            U, V = handle["U"], handle["V"]
+            if U.shape[1:] != (n, r) or U.shape[0] not in (1, J) or V.ndim != 2 or V.shape[1] != r or V.shape[0] < hi:
+                raise InputError(f"The initial-point file '{path}' has U of shape {U.shape} and V of shape {V.shape}; "
+                                 f"this run needs U of shape ({J}, {n}, {r}) (or (1, {n}, {r})) and V of shape (m, {r}).")
+            U_j = np.asarray(U[j if U.shape[0] == J else 0], dtype=np.float64)
+            V_j = np.asarray(V[lo:hi], dtype=np.float64)
+    except OSError:
+        raise InputError(f"The initial-point file '{path}' is not an HDF5 file.") from None
+    if not (np.isfinite(U_j).all() and np.isfinite(V_j).all()):
+        raise InputError(f"The initial-point file '{path}' holds non-finite values.")
+    return U_j, V_j
+
+
+def write_problem(path: str, spec: SyntheticSpec) -> None:
+    """Write the synthetic problem (Y, truth/U, truth/V, attrs) to HDF5, column chunk by column chunk."""
+    import h5py
+
+    from .results import atomic_h5
+
+    with atomic_h5(path) as handle:
+        Y = handle.create_dataset("Y", shape=(spec.n, spec.m), dtype="f8")
+        handle["truth/U"] = spec.truth_U()
+        handle["truth/V"] = spec.truth_V(0, spec.m)
+        handle["truth/singular_values"] = spec.singular_values()
+        width = max(1, (1 << 24) // spec.n)
+        for lo in range(0, spec.m, width):
+            hi = min(spec.m, lo + width)
+            Y[:, lo:hi] = synthetic_block(spec, 0, lo, hi).Y
+        for key in ("n", "m", "r", "condition_number", "noise", "seed"):
+            handle.attrs[key] = getattr(spec, key)
+    del h5py

@@ -1,0 +1,116 @@
+"""HDF5 result files (coordinator only), written atomically.
+
+A result is written to a temporary file beside the target, closed, fsync'ed and
+renamed over the target, then the directory is fsync'ed: a crash at any moment
+leaves the previous complete file or none, never a truncated one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import json
+import os
+
+import h5py
+import numpy as np
+
+from . import __version__
+from .errors import InputError
+
+SCHEMA_VERSION = 1
+TEMPORARY_SUFFIX = ".dgdlocal-tmp"
+
+
+def check_output_path(path: str, force: bool) -> None:
+    """Refuse an existing result without --force and a folder that cannot be written."""
+    folder = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path):
+        raise InputError(f"The output path '{path}' is a directory; give a file name such as '{os.path.join(path, 'result.h5')}'.")
+    if os.path.exists(path) and not force:
+        raise InputError(f"The output file '{path}' already exists; pass --force to overwrite it or choose another --output.")
+    if not os.path.isdir(folder):
+        raise InputError(f"The output folder '{folder}' does not exist.")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise InputError(f"The output folder '{folder}' is not writable.")
+
+
+def remove_stale_temporaries(path: str) -> None:
+    """Delete temporary files a killed run left beside `path`."""
+    for stale in glob.glob(glob.escape(os.path.abspath(path)) + ".*" + TEMPORARY_SUFFIX):
+        with contextlib.suppress(OSError):
+            os.remove(stale)
+
+
+@contextlib.contextmanager
+def atomic_h5(path: str):
+    """Yield an open h5py.File that appears at `path` only once it is complete."""
+    path = os.path.abspath(path)
+    temporary = f"{path}.{os.getpid()}{TEMPORARY_SUFFIX}"
+    try:
+        with h5py.File(temporary, "w") as handle:
+            yield handle
+        with open(temporary, "rb") as raw:
+            os.fsync(raw.fileno())
+        os.replace(temporary, path)
+        directory = os.open(os.path.dirname(path), os.O_RDONLY)
+        try:
+            os.fsync(directory)
+        finally:
+            os.close(directory)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(temporary)
+
+
+def _attribute(value):
+    """HDF5 attributes take numbers and strings; None becomes 'none', containers become JSON."""
+    if value is None:
+        return "none"
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, float, str, np.integer, np.floating)):
+        return value
+    return json.dumps(value)
+
+
+def write_result(path: str, *, status: str, command: str, mpi_size: int, config: dict,
+                 weights: np.ndarray, topology: dict, offsets: np.ndarray, diagnostics: dict,
+                 U: np.ndarray, V: np.ndarray, timing: dict, step: dict) -> None:
+    """Write the result file of schema version 1 (DESIGN §3)."""
+    with atomic_h5(path) as handle:
+        handle.attrs["schema_version"] = SCHEMA_VERSION
+        handle.attrs["dgdlocal_version"] = __version__
+        handle.attrs["command"] = command
+        handle.attrs["mpi_size"] = mpi_size
+        handle.attrs["status"] = status
+        group = handle.create_group("config")
+        for key, value in sorted(config.items()):
+            group.attrs[key] = _attribute(value)
+        for key, value in sorted(step.items()):
+            group.attrs[key] = _attribute(value)
+        group = handle.create_group("topology")
+        group["weights"] = weights
+        for key, value in sorted(topology.items()):
+            group.attrs[key] = _attribute(value)
+        handle["partition/offsets"] = np.asarray(offsets, dtype=np.int64)
+        group = handle.create_group("diagnostics")
+        for name, values in diagnostics.items():
+            group[name] = np.asarray(values, dtype=np.int64 if name == "iteration" else np.float64)
+        handle["result/U"] = U
+        handle["result/V"] = V
+        group = handle.create_group("timing")
+        for name, values in timing.items():
+            group[name] = np.asarray(values, dtype=np.float64)
+
+
+def read_result(path: str) -> dict:
+    """Load a result file into plain Python objects (for tests, plots and `info`)."""
+    with h5py.File(path, "r") as handle:
+        out = {"attrs": dict(handle.attrs), "config": dict(handle["config"].attrs),
+               "topology": dict(handle["topology"].attrs), "weights": handle["topology/weights"][...],
+               "offsets": handle["partition/offsets"][...],
+               "diagnostics": {k: v[...] for k, v in handle["diagnostics"].items()},
+               "U": handle["result/U"][...], "V": handle["result/V"][...],
+               "timing": {k: v[...] for k, v in handle["timing"].items()} if "timing" in handle else {}}
+    return out

@@ -1,0 +1,46 @@
+"""The same network run serially in one process: J virtual ranks, no MPI.
+
+The loop, the gradients and the mixing are those of the MPI run (solver.py);
+only the transport differs, so a J-rank MPI run reproduces the simulation to
+rounding. Use it as the reference in tests and for networks larger than the
+machine (`python -m dgdlocal run --simulate J`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .topology import neighbours
+
+
+class SimulatedExchange:
+    """All J copies live here; 'receiving' U_i is reading the list."""
+
+    def __init__(self, weights: np.ndarray):
+        J = weights.shape[0]
+        self.entries = [[(i, float(weights[j, i])) for i in sorted(neighbours(weights, j) + [j])] for j in range(J)]
+        self.U = None
+
+    def start(self, U_list):
+        self.U = list(U_list)
+
+    def finish(self):
+        return [[(i, weight, self.U[i]) for i, weight in row] for row in self.entries]
+
+
+class SimulatedReducer:
+    """One process holds every rank: local sums are already global."""
+
+    is_root = True
+
+    def sum(self, local):
+        return np.asarray(local, dtype=np.float64).copy()
+
+    def decide(self, decision):
+        return decision
+
+    def gather_rows(self, blocks):
+        return np.concatenate(blocks)
+
+    def gather_values(self, values):
+        return list(values)
