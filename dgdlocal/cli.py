@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import shlex
 
-from . import __version__, runner, topology
+from . import __version__, builders, runner, topology
 from .errors import InputError
 
 SUBCOMMANDS = ("run", "generate")
@@ -81,14 +81,26 @@ def _add_synthetic(group, *, n_default, m_default):
 
 def _add_run(parser):
     problem = parser.add_argument_group("problem and data")
-    problem.add_argument("--problem", choices=["factorization"], default="factorization",
-                         help="local objective f_j (default factorization: ‖U V_jᵀ − Y_j‖_F²)")
+    problem.add_argument("--problem", choices=builders.PROBLEMS, default="factorization",
+                         help="local objective f_j (default factorization: ‖U V_jᵀ − Y_j‖_F²); see README")
+    problem.add_argument("--algorithm", choices=["auto", "dgd-local", "dgd"], default="auto",
+                         help="dgd-local (problems with a local factor V_j) or classical dgd (least-squares, "
+                              "symmetric-sensing); auto picks the one the problem needs (default auto)")
     problem.add_argument("--data", metavar="PATH[:DATASET]",
                          help="input matrix: HDF5 (dataset default Y) or .npy of floats; each rank reads only its "
                               "columns. Omitted: a synthetic exact-rank matrix drawn from --seed")
     problem.add_argument("--rank", type=_number(int, "rank", minimum=1), default=DEFAULTS.rank,
                          help="factorization rank r (default %(default)s)")
     _add_synthetic(problem, n_default=DEFAULTS.n, m_default=DEFAULTS.m)
+    problem.add_argument("--sampling-rate", type=_number(float, "sampling-rate", minimum=0.0, strict=True),
+                         default=DEFAULTS.sampling_rate,
+                         help="completion: fraction of entries observed in the synthetic problem (default %(default)s)")
+    problem.add_argument("--measurements", type=_number(int, "measurements", minimum=1), default=None,
+                         help="sensing: total measurements p, split over the ranks (default 3·max(n,m)·r; "
+                              "symmetric-sensing 3·n·r)")
+    problem.add_argument("--balance", type=_number(float, "balance", minimum=0.0), default=0.0, metavar="MU",
+                         help="add the balancing regularizer (MU/4)‖UᵀU − VᵀV‖_F² (one r×r all-reduce per "
+                              "iteration; default 0)")
 
     network = parser.add_argument_group("network")
     network.add_argument("--topology", choices=topology.TOPOLOGIES, default=DEFAULTS.topology,
@@ -109,6 +121,9 @@ def _add_run(parser):
     algorithm.add_argument("--tolerance", type=_number(float, "tolerance", minimum=0.0), default=DEFAULTS.tolerance,
                            help="stop when relative consensus ≤ T and (relative error ≤ T or stationarity ≤ T); "
                                 "0 disables (default %(default)s)")
+    algorithm.add_argument("--init", choices=["random", "spectral"], default="random",
+                           help="random: small Gaussian N(0, EPS²) (default); spectral: top-r subspace of the data "
+                                "(global communication: the one non-decentralized option)")
     algorithm.add_argument("--init-scale", type=_number(float, "init-scale", minimum=0.0, strict=True, allow_auto=True),
                            default="auto", help="initial factors N(0, EPS²); auto: 1e-3·√(σ₁(Y)/max(n,m)) (default auto)")
     algorithm.add_argument("--initial", metavar="PATH",

@@ -66,6 +66,14 @@ class Reducer:
         self.comm.Allreduce(local, total, op=MPI.SUM)
         return total
 
+    def ordered_sum(self, local: np.ndarray) -> np.ndarray:
+        """Σ over ranks added in ascending rank order (allgather): the same bits as the simulation. Small arrays only."""
+        parts = self.comm.allgather(np.ascontiguousarray(local, dtype=np.float64))
+        total = parts[0].copy()
+        for part in parts[1:]:
+            total += part
+        return total
+
     def decide(self, decision):
         """The coordinator's decision, on every rank."""
         return self.comm.bcast(decision, root=0)

@@ -24,12 +24,13 @@ NOISE_CHUNK_ENTRIES = 1 << 20
 _KEY_U, _KEY_V, _KEY_NOISE = 1 << 40, (1 << 40) + 1, (1 << 40) + 2
 
 
-def column_partition(m: int, J: int) -> np.ndarray:
-    """Offsets (length J+1) splitting m columns as evenly as possible: the first m mod J ranks get one more."""
+def column_partition(m: int, J: int, what: str = "columns") -> np.ndarray:
+    """Offsets (length J+1) splitting m items as evenly as possible: the first m mod J ranks get one more."""
     if J > m:
+        owner = "the matrix has columns" if what == "columns" else f"the problem has {what}"
         raise InputError(
-            f"The job has more ranks than the matrix has columns (J={J} > m={m}); "
-            "every rank needs at least one column. Use at most m ranks.",
+            f"The job has more ranks than {owner} (J={J} > {m}); every rank needs at least one. "
+            f"Use at most {m} ranks.",
             collective=True,
         )
     sizes = np.full(J, m // J, dtype=np.int64)
@@ -202,6 +203,105 @@ def load_block(path: str, dataset: str, j: int, lo: int, hi: int, dtype=np.float
         raise InputError(f"The data matrix '{path}' holds non-finite values (NaN or inf), "
                          f"first at row {row}, column {lo + col}; {int(bad.sum())} such entries in columns {lo}..{hi - 1}.")
     return Block(j, lo, hi, Y, truth_U, truth_V)
+
+
+def _coordinate_group(handle, dataset):
+    """The HDF5 group holding rows/cols/values (the dataset name, or the file root)."""
+    group = handle[dataset] if dataset in handle and not hasattr(handle[dataset], "shape") else handle
+    return group if all(k in group for k in ("rows", "cols", "values")) else None
+
+
+def observed_shape(path: str, dataset: str = "Y") -> tuple[int, int]:
+    """(n, m) of a completion input: coordinate HDF5 (attr `shape`) or a dense matrix with NaN for missing."""
+    if not _is_npy(path) and os.path.exists(path):
+        import h5py
+
+        try:
+            with h5py.File(path, "r") as handle:
+                group = _coordinate_group(handle, dataset)
+                if group is not None:
+                    if "shape" not in group.attrs:
+                        raise InputError(f"The completion file '{path}' has rows/cols/values but no 'shape' attribute (n, m).")
+                    n, m = (int(v) for v in group.attrs["shape"])
+                    return n, m
+        except OSError:
+            pass   # reported by matrix_shape below
+    return matrix_shape(path, dataset)
+
+
+def load_observed(path: str, dataset: str, lo: int, hi: int):
+    """Observed entries of columns lo:hi: (rows, global cols, values, truth_U, truth_V).
+
+    Coordinate HDF5: uses `col_ptr` (length m+1, entries sorted by column) when present,
+    otherwise scans `cols` in chunks; never reads other ranks' entries into memory at once.
+    Dense input: NaN marks a missing entry; only columns lo:hi are read.
+    """
+    truth_U = truth_V = None
+    if not _is_npy(path):
+        import h5py
+
+        with h5py.File(path, "r") as handle:
+            group = _coordinate_group(handle, dataset)
+            if "truth" in handle:
+                truth_U = np.asarray(handle["truth/U"][...], dtype=np.float64)
+                truth_V = np.asarray(handle["truth/V"][lo:hi], dtype=np.float64)
+            if group is not None:
+                if "col_ptr" in group:
+                    a, b = (int(v) for v in group["col_ptr"][[lo, hi]])
+                    rows, cols, values = (np.asarray(group[k][a:b]) for k in ("rows", "cols", "values"))
+                else:
+                    pieces = []
+                    total = group["cols"].shape[0]
+                    for start in range(0, total, 1 << 20):
+                        cols = np.asarray(group["cols"][start:start + (1 << 20)])
+                        keep = np.flatnonzero((cols >= lo) & (cols < hi))
+                        if keep.size:
+                            pieces.append((np.asarray(group["rows"][start:start + (1 << 20)])[keep], cols[keep],
+                                           np.asarray(group["values"][start:start + (1 << 20)])[keep]))
+                    rows, cols, values = (np.concatenate([p[i] for p in pieces]) if pieces else np.zeros(0)
+                                          for i in range(3))
+                values = np.asarray(values, dtype=np.float64)
+                if not np.all(np.isfinite(values)):
+                    raise InputError(f"The completion file '{path}' holds non-finite observed values.")
+                return rows.astype(np.int64), cols.astype(np.int64), values, truth_U, truth_V
+    handle, array = _open_matrix(path, dataset)
+    try:
+        Y = np.asarray(array[:, lo:hi], dtype=np.float64)
+    finally:
+        if handle is not None:
+            handle.close()
+    if np.isinf(Y).any():
+        raise InputError(f"The data matrix '{path}' holds inf values; mark missing entries with NaN.")
+    rows, cols = np.nonzero(~np.isnan(Y))
+    return rows, cols + lo, Y[rows, cols], truth_U, truth_V
+
+
+def load_equations(path: str, lo: int, hi: int):
+    """Rows lo:hi of A (m × d) and b (m) from an HDF5 file with datasets `A` and `b`."""
+    import h5py
+
+    if not os.path.exists(path):
+        raise InputError(f"The data file '{path}' does not exist.")
+    try:
+        with h5py.File(path, "r") as handle:
+            if "A" not in handle or "b" not in handle:
+                raise InputError(f"The least-squares file '{path}' needs datasets 'A' (m × d) and 'b' (m).")
+            A, b = handle["A"], handle["b"]
+            if A.ndim != 2 or b.shape[0] != A.shape[0]:
+                raise InputError(f"The least-squares file '{path}' has A of shape {A.shape} and b of shape {b.shape}; "
+                                 "A must be m × d and b of length m.")
+            A_j, b_j = np.asarray(A[lo:hi], dtype=np.float64), np.asarray(b[lo:hi], dtype=np.float64).reshape(-1, 1)
+    except OSError:
+        raise InputError(f"The data file '{path}' is not an HDF5 file.") from None
+    if not (np.isfinite(A_j).all() and np.isfinite(b_j).all()):
+        raise InputError(f"The least-squares file '{path}' holds non-finite values in rows {lo}..{hi - 1}.")
+    return A_j, b_j
+
+
+def equations_shape(path: str) -> tuple[int, int]:
+    """(d, m) of a least-squares file: unknowns and equations."""
+    n_rows, d = matrix_shape(path, "A")
+    return d, n_rows
 
 
 def load_small_matrix(path: str, what: str) -> np.ndarray:

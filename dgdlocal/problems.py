@@ -1,15 +1,21 @@
-"""Local objectives f_j: value and gradients, pure numpy (no MPI, no files).
+"""Local objectives f_j: value, gradients and error measures, pure numpy (no MPI, no files).
 
-Factorization, rank j's term:
+Every problem is one class holding what rank j owns; the engine (solver.py) only
+calls the methods below, so exchange, diagnostics and output stay shared:
 
-    f_j(U, V_j) = ‖U V_jᵀ − Y_j‖_F²
-    ∇_U f_j = 2 (U V_jᵀ − Y_j) V_j          (n × r)
-    ∇_V f_j = 2 (U V_jᵀ − Y_j)ᵀ U           (m_j × r)
+* ``value_and_gradients(U, V)`` → (f_j, ∇_U f_j, ∇_V f_j or None)
+* ``residual_norm2(U, V)``       → the squared residual behind ``relative_error`` at (Ū, V_j)
+* ``data_norm2``                  → its denominator (‖Y_j‖², ‖y_j‖², …)
+* ``truth_error2(U, V)``          → (‖X(Ū, V_j) − X⋆_j‖², ‖X⋆_j‖²), or None without a ground truth
+* ``apply(x)``, ``apply_transposed(u)`` → M_j x and M_jᵀ u for the data matrix M_j behind ``--step auto``
+  and spectral initialization (Y_j, P_Ω(Y_j), the back-projection mat(A_jᵀ y_j), …). With
+  ``split == "columns"`` the global M is [M_1 … M_J]; with ``split == "sum"`` it is Σ_j M_j.
+* ``data_shape``                  → the shape of M_j
+* ``lipschitz(sigma1)``           → L, the curvature of f near a balanced minimizer, from σ₁(M)
 
-The residual is formed one row block at a time, so a call reads Y_j exactly
-once and never holds the full n × m_j residual; the value is the exact sum of
-squared residual entries (no ‖Y‖² − 2⟨·⟩ + ⟨·⟩ cancellation), which keeps the
-objective meaningful down to ~1e-30 relative.
+``U`` is the variable the ranks mix with their neighbours (n × r, or d × 1 for
+least squares); ``V`` is rank j's local variable V_j (m_j × r) or None when the
+problem has none (classical DGD).
 """
 
 from __future__ import annotations
@@ -26,7 +32,13 @@ def rows_per_block(m_j: int, itemsize: int) -> int:
 
 
 def factorization_value_and_gradients(U, V_j, Y_j):
-    """Return (f_j, ∇_U f_j, ∇_V f_j) for f_j = ‖U V_jᵀ − Y_j‖_F², one pass over Y_j."""
+    """(f_j, ∇_U f_j, ∇_V f_j) for f_j = ‖U V_jᵀ − Y_j‖_F² in one blocked pass over Y_j:
+
+        ∇_U f_j = 2 (U V_jᵀ − Y_j) V_j,    ∇_V f_j = 2 (U V_jᵀ − Y_j)ᵀ U.
+
+    The residual exists one row block at a time (never n × m_j), and the value is the
+    exact sum of squared residual entries, so it has no ‖Y‖² − 2⟨·⟩ + ⟨·⟩ cancellation floor.
+    """
     n = Y_j.shape[0]
     grad_U = np.empty_like(U)
     grad_V = np.zeros_like(V_j)
@@ -45,7 +57,7 @@ def factorization_value_and_gradients(U, V_j, Y_j):
 
 
 def factorization_value(U, V_j, Y_j) -> float:
-    """f_j = ‖U V_jᵀ − Y_j‖_F², one blocked pass over Y_j (used for ‖Ū Vᵀ − Y‖)."""
+    """‖U V_jᵀ − Y_j‖_F², one blocked pass over Y_j."""
     n = Y_j.shape[0]
     value = 0.0
     block = rows_per_block(Y_j.shape[1], Y_j.itemsize)
@@ -55,3 +67,250 @@ def factorization_value(U, V_j, Y_j) -> float:
         residual -= Y_j[lo:hi]
         value += float(np.vdot(residual, residual))
     return value
+
+
+def low_rank_distance2(A, B, C, D) -> float:
+    """‖A Bᵀ − C Dᵀ‖_F², formed explicitly in row blocks (no cancellation)."""
+    total = 0.0
+    step = max(1, (1 << 17) // max(1, B.shape[0]))
+    for lo in range(0, A.shape[0], step):
+        difference = A[lo:lo + step] @ B.T - C[lo:lo + step] @ D.T
+        total += float(np.vdot(difference, difference))
+    return total
+
+
+def _low_rank_norm2(C, D) -> float:
+    """‖C Dᵀ‖_F² = ⟨CᵀC, DᵀD⟩ (no subtraction, so no cancellation)."""
+    return float(np.sum((C.T @ C) * (D.T @ D)))
+
+
+class Factorization:
+    """f_j = ‖U V_jᵀ − Y_j‖_F²; ground truth X⋆_j = U⋆ V⋆_jᵀ when known."""
+
+    has_local = True
+    split = "columns"
+
+    def __init__(self, Y, truth_U=None, truth_V=None):
+        self.Y, self.truth_U, self.truth_V = Y, truth_U, truth_V
+        self.data_norm2 = float(np.vdot(Y, Y))
+        self.data_shape = Y.shape
+
+    def value_and_gradients(self, U, V):
+        return factorization_value_and_gradients(U, V, self.Y)
+
+    def residual_norm2(self, U, V):
+        return factorization_value(U, V, self.Y)
+
+    def truth_error2(self, U, V):
+        if self.truth_U is None:
+            return None
+        return (low_rank_distance2(U, V, self.truth_U, self.truth_V), _low_rank_norm2(self.truth_U, self.truth_V))
+
+    def apply(self, x):
+        return self.Y @ x
+
+    def apply_transposed(self, u):
+        return self.Y.T @ u
+
+    def lipschitz(self, sigma1):
+        """∇²f at a balanced minimizer U = PΣ^½, V = QΣ^½ has norm 4σ₁(Y)."""
+        return 4.0 * sigma1
+
+
+class Completion:
+    """f_j = ‖P_Ωj(U V_jᵀ − Y_j)‖_F² over the observed entries (rows[k], cols[k]) of rank j's columns.
+
+    Memory: the observed entries plus (n + m_j) r, never a dense n × m_j mask.
+    ∇_U f_j = 2 S V_j, ∇_V f_j = 2 Sᵀ U with S the sparse residual on Ω_j.
+    """
+
+    has_local = True
+    split = "columns"
+
+    def __init__(self, n, m_j, rows, cols, values, truth_U=None, truth_V=None):
+        self.n, self.m_j = n, m_j
+        self.rows, self.cols = np.asarray(rows, dtype=np.int64), np.asarray(cols, dtype=np.int64)
+        self.values = np.asarray(values, dtype=np.float64)
+        self.truth_U, self.truth_V = truth_U, truth_V
+        self.data_shape = (n, m_j)
+        self.data_norm2 = float(np.vdot(self.values, self.values))
+
+    def _residual(self, U, V):
+        return np.einsum("kr,kr->k", U[self.rows], V[self.cols]) - self.values
+
+    def _scatter(self, weights, factor, index, length):
+        """Σ_k weights[k] e_{index[k]} factor[k]ᵀ, as a length × r array."""
+        out = np.empty((length, factor.shape[1]))
+        for c in range(factor.shape[1]):
+            out[:, c] = np.bincount(index, weights=weights * factor[:, c], minlength=length)
+        return out
+
+    def value_and_gradients(self, U, V):
+        residual = self._residual(U, V)
+        grad_U = 2.0 * self._scatter(residual, V[self.cols], self.rows, self.n)
+        grad_V = 2.0 * self._scatter(residual, U[self.rows], self.cols, self.m_j)
+        return float(np.vdot(residual, residual)), grad_U, grad_V
+
+    def residual_norm2(self, U, V):
+        residual = self._residual(U, V)
+        return float(np.vdot(residual, residual))
+
+    def truth_error2(self, U, V):
+        if self.truth_U is None:
+            return None
+        return (low_rank_distance2(U, V, self.truth_U, self.truth_V), _low_rank_norm2(self.truth_U, self.truth_V))
+
+    def apply(self, x):
+        """P_Ω(Y_j) x, for x of shape (m_j,) or (m_j, k)."""
+        x = np.asarray(x)
+        columns = x.reshape(self.m_j, -1)
+        out = np.stack([np.bincount(self.rows, weights=self.values * columns[self.cols, c], minlength=self.n)
+                        for c in range(columns.shape[1])], axis=1)
+        return out.reshape((self.n,) + x.shape[1:])
+
+    def apply_transposed(self, u):
+        """P_Ω(Y_j)ᵀ u, for u of shape (n,) or (n, k)."""
+        u = np.asarray(u)
+        columns = u.reshape(self.n, -1)
+        out = np.stack([np.bincount(self.cols, weights=self.values * columns[self.rows, c], minlength=self.m_j)
+                        for c in range(columns.shape[1])], axis=1)
+        return out.reshape((self.m_j,) + u.shape[1:])
+
+    def lipschitz(self, sigma1):
+        """σ₁(P_Ω Y) ≈ rate · σ₁(Y) and the curvature on the observed entries ≈ rate · 4σ₁(Y)."""
+        return 4.0 * sigma1
+
+
+class Sensing:
+    """f_j = ½‖A_j vec(U V_jᵀ) − y_j‖² with a dense p_j × (n m_j) operator A_j (row-major vec).
+
+    ∇_U f_j = G V_j, ∇_V f_j = Gᵀ U with G = mat(A_jᵀ (A_j vec(U V_jᵀ) − y_j)).
+    """
+
+    has_local = True
+    split = "columns"
+
+    def __init__(self, A, y, n, m_j, truth_U=None, truth_V=None):
+        self.A, self.y, self.n, self.m_j = A, y, n, m_j
+        self.truth_U, self.truth_V = truth_U, truth_V
+        self.data_shape = (n, m_j)
+        self.data_norm2 = float(np.vdot(y, y))
+        self._backprojection = (A.T @ y).reshape(n, m_j)
+
+    def _residual(self, U, V):
+        return self.A @ (U @ V.T).ravel() - self.y
+
+    def value_and_gradients(self, U, V):
+        residual = self._residual(U, V)
+        G = (self.A.T @ residual).reshape(self.n, self.m_j)
+        return 0.5 * float(np.vdot(residual, residual)), G @ V, G.T @ U
+
+    def residual_norm2(self, U, V):
+        residual = self._residual(U, V)
+        return float(np.vdot(residual, residual))
+
+    def truth_error2(self, U, V):
+        if self.truth_U is None:
+            return None
+        return (low_rank_distance2(U, V, self.truth_U, self.truth_V), _low_rank_norm2(self.truth_U, self.truth_V))
+
+    def apply(self, x):
+        return self._backprojection @ x
+
+    def apply_transposed(self, u):
+        return self._backprojection.T @ u
+
+    def lipschitz(self, sigma1):
+        """½‖A(UVᵀ) − y‖² with a near-isometric A: L ≈ 2σ₁(X⋆), and σ₁(mat(Aᵀy)) ≈ σ₁(X⋆)."""
+        return 2.0 * sigma1
+
+
+class SymmetricSensing:
+    """f_j = ‖A_j vec(U Uᵀ) − y_j‖² (PSD X⋆ = U⋆U⋆ᵀ; no local variable: classical DGD on U).
+
+    ∇_U f_j = 2 (G + Gᵀ) U with G = mat(A_jᵀ (A_j vec(U Uᵀ) − y_j)).
+    The truth error is global, so only the block with `owns_truth` reports it.
+    """
+
+    has_local = False
+    split = "sum"
+
+    def __init__(self, A, y, n, truth_U=None, owns_truth=False, measurement_share=1.0):
+        self.A, self.y, self.n = A, y, n
+        self.truth_U, self.owns_truth = truth_U, owns_truth
+        self.data_norm2 = float(np.vdot(y, y))
+        self.data_shape = (n, n)
+        backprojection = (A.T @ y).reshape(n, n)
+        # Each rank's share of (1/p) Σ_k y_k A_k, scaled so the sum over ranks estimates X⋆.
+        self._backprojection = 0.5 * (backprojection + backprojection.T) / measurement_share
+
+    def _residual(self, U):
+        return self.A @ (U @ U.T).ravel() - self.y
+
+    def value_and_gradients(self, U, V=None):
+        residual = self._residual(U)
+        G = (self.A.T @ residual).reshape(self.n, self.n)
+        return float(np.vdot(residual, residual)), 2.0 * (G + G.T) @ U, None
+
+    def residual_norm2(self, U, V=None):
+        residual = self._residual(U)
+        return float(np.vdot(residual, residual))
+
+    def truth_error2(self, U, V=None):
+        if self.truth_U is None:
+            return None
+        if not self.owns_truth:
+            return (0.0, 0.0)
+        return (low_rank_distance2(U, U, self.truth_U, self.truth_U), _low_rank_norm2(self.truth_U, self.truth_U))
+
+    def apply(self, x):
+        return self._backprojection @ x
+
+    def apply_transposed(self, u):
+        return self._backprojection.T @ u
+
+    def lipschitz(self, sigma1):
+        """∇² of ‖A(UUᵀ) − y‖² at U⋆ has norm ≈ 8σ₁(X⋆) for a near-isometric A."""
+        return 8.0 * sigma1
+
+
+class LeastSquares:
+    """f_j(x) = ‖A_j x − b_j‖² (classical DGD: x is shared and mixed, no local variable; x is d × 1).
+
+    ∇f_j = 2 A_jᵀ (A_j x − b_j). The optimum x⋆ of Σ_j f_j (when given) is the ground truth.
+    """
+
+    has_local = False
+    split = "columns"
+
+    def __init__(self, A, b, x_star=None, owns_truth=False):
+        self.A, self.b = A, b
+        self.x_star, self.owns_truth = x_star, owns_truth
+        self.data_norm2 = float(np.vdot(b, b))
+        self.data_shape = (A.shape[1], A.shape[0])
+
+    def value_and_gradients(self, x, V=None):
+        residual = self.A @ x - self.b
+        return float(np.vdot(residual, residual)), 2.0 * (self.A.T @ residual), None
+
+    def residual_norm2(self, x, V=None):
+        residual = self.A @ x - self.b
+        return float(np.vdot(residual, residual))
+
+    def truth_error2(self, x, V=None):
+        if self.x_star is None:
+            return None
+        if not self.owns_truth:
+            return (0.0, 0.0)
+        return float(np.sum((x - self.x_star) ** 2)), float(np.sum(self.x_star ** 2))
+
+    def apply(self, x):
+        """M_j = A_jᵀ, so that M Mᵀ = Σ_j A_jᵀ A_j."""
+        return self.A.T @ x
+
+    def apply_transposed(self, u):
+        return self.A @ u
+
+    def lipschitz(self, sigma1):
+        """L_j = 2‖A_j‖₂² ≤ 2‖A‖₂² = 2σ₁(M)² (the global bound, so the same on every rank)."""
+        return 2.0 * sigma1 ** 2

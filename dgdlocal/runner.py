@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from . import data as data_module
-from . import solver, topology
+from . import builders, solver, topology
 from .errors import InputError
 
 EXIT_OK, EXIT_CRASH, EXIT_INPUT, EXIT_DIVERGED = 0, 1, 2, 3
@@ -33,17 +33,22 @@ class RunConfig:
     """Every resolved setting of a run; stored in /config of the result file."""
 
     problem: str = "factorization"
+    algorithm: str = "auto"
     data: str | None = None
     n: int = DEFAULT_N
     m: int = DEFAULT_M
     rank: int = DEFAULT_R
     condition_number: float = DEFAULT_CONDITION_NUMBER
     noise: float = 0.0
+    sampling_rate: float = 0.5
+    measurements: int | None = None
+    balance: float = 0.0
     topology: str = "ring"
     weights: str | None = None
     weight_rule: str = "metropolis"
     edge_probability: float = 0.5
     lazy: bool = False
+    init: str = "random"
     init_scale: str | float = "auto"
     initial: str | None = None
     step: str | float = "auto"
@@ -104,25 +109,42 @@ def build_network(config: RunConfig, J: int):
 
 
 def problem_shape(config: RunConfig) -> tuple[int, int]:
+    """(n, m): rows × columns of the matrix (unknowns d × equations m for least squares)."""
     if config.data is None:
-        return config.n, config.m
+        return (config.n, config.n) if config.problem == "symmetric-sensing" else (config.n, config.m)
     path, dataset = data_module.split_data_argument(config.data)
+    if config.problem == "completion":
+        return data_module.observed_shape(path, dataset)
+    if config.problem == "least-squares":
+        return data_module.equations_shape(path)
     return data_module.matrix_shape(path, dataset)
 
 
-def check_sizes(n: int, m: int, r: int, J: int) -> None:
-    if r > min(n, m):
-        raise InputError(f"The 'rank' parameter must be at most min(n, m) = {min(n, m)} for a {n}×{m} matrix. Got {r} instead.",
+def check_settings(config: RunConfig) -> None:
+    """Combinations of options that cannot work, refused before any data is read."""
+    local = config.problem in builders.MATRIX_PROBLEMS
+    algorithm = "dgd-local" if local else "dgd"
+    if config.algorithm not in ("auto", algorithm):
+        raise InputError(f"--algorithm {config.algorithm} does not fit --problem {config.problem}: "
+                         + ("its factor V_j is local to each rank, so it runs DGD+LOCAL (dgd-local)." if local else
+                            "it has no local variables; every rank keeps a full copy, which is classical DGD (dgd)."),
                          collective=True)
-    data_module.column_partition(m, J)
+    if config.balance > 0 and not local:
+        raise InputError(f"--balance needs a problem with a factor V (factorization, completion, sensing); "
+                         f"got --problem {config.problem}.", collective=True)
+    if config.init == "spectral" and config.problem == "least-squares":
+        raise InputError("--init spectral is for the low-rank problems; least squares starts from --init random.",
+                         collective=True)
+    if config.problem == "completion" and not 0 < config.sampling_rate <= 1:
+        raise InputError(f"The 'sampling-rate' parameter must be in (0, 1]. Got {config.sampling_rate} instead.",
+                         collective=True)
 
 
-def load_block(config: RunConfig, j: int, lo: int, hi: int, dtype):
-    if config.data is None:
-        spec = data_module.SyntheticSpec(config.n, config.m, config.rank, config.condition_number, config.noise, config.seed)
-        return data_module.synthetic_block(spec, j, lo, hi, dtype)
-    path, dataset = data_module.split_data_argument(config.data)
-    return data_module.load_block(path, dataset, j, lo, hi, dtype)
+def check_sizes(config: RunConfig, n: int, m: int, r: int) -> None:
+    limit = n if config.problem == "symmetric-sensing" else min(n, m)
+    if config.problem != "least-squares" and r > limit:
+        raise InputError(f"The 'rank' parameter must be at most {'n' if config.problem == 'symmetric-sensing' else 'min(n, m)'}"
+                         f" = {limit} for a {n}×{m} problem. Got {r} instead.", collective=True)
 
 
 @dataclass
@@ -135,28 +157,30 @@ class Prepared:
     offsets: np.ndarray
     network: topology.Network
     warnings: list
-    blocks: list
+    problems: list
     U: list
     V: list
     sigma1: float
     step_size: float
     step_bound: float
     init_scale: float
+    lipschitz: float
 
     def step_attributes(self, config: RunConfig) -> dict:
         return {"step_size": self.step_size, "step_rule": "auto" if config.step == "auto" else "given",
-                "step_bound_thm25": self.step_bound, "lipschitz_estimate": 4.0 * self.sigma1,
+                "step_bound_thm25": self.step_bound, "lipschitz_estimate": self.lipschitz,
                 "sigma1_estimate": self.sigma1, "init_scale_used": self.init_scale}
 
 
 def prepare(config: RunConfig, context: Context) -> Prepared:
-    """Check the input, load this rank's columns, build W̃, choose the step and the initial point.
+    """Check the input, load this rank's part, build W̃, choose the step and the initial point.
 
     Every check that can fail on one rank only runs inside `context.agree`, so all ranks
     stop together with one message.
     """
     J = context.J
     dtype = np.dtype(config.dtype)
+    check_settings(config)
 
     def check_output():
         if context.is_root:
@@ -167,44 +191,81 @@ def prepare(config: RunConfig, context: Context) -> Prepared:
 
     context.agree(check_output)
     n, m = context.agree(problem_shape, config)
-    r = config.rank
-    check_sizes(n, m, r, J)
-    offsets = data_module.column_partition(m, J)
+    r = 1 if config.problem == "least-squares" else config.rank
+    check_sizes(config, n, m, r)
+    what = {"symmetric-sensing": "measurements", "least-squares": "equations"}.get(config.problem, "columns")
+    offsets = data_module.column_partition(builders.split_count(config, n, m), J, what)
     network, warnings = context.agree(build_network, config, J)
     context.check_identical("configuration and mixing matrix",
                             json.dumps(asdict(config), sort_keys=True).encode() + network.weights.tobytes())
-    blocks = context.agree(lambda: [load_block(config, j, offsets[j], offsets[j + 1], dtype) for j in context.local_ranks])
+    local_problems = context.agree(lambda: [builders.build(config, j, offsets[j], offsets[j + 1], n, m, J, dtype)
+                                            for j in context.local_ranks])
+    if config.problem == "least-squares":
+        _attach_least_squares_optimum(local_problems, context)
 
-    sigma1 = solver.estimate_sigma1(blocks, context.reducer, config.seed)
+    sigma1 = solver.estimate_sigma1(local_problems, context.reducer, config.seed)
     if sigma1 == 0.0:
-        raise InputError("The data matrix is identically zero; there is nothing to factorize.", collective=True)
+        raise InputError("The data are identically zero; there is nothing to fit.", collective=True)
     summary = network.summary
-    step_bound = (1.0 - 2.0 * summary["omega"]) / (4.0 * sigma1)
     if summary["lambda_min"] <= -1.0 + 1e-12:
         raise InputError(f"The mixing matrix has smallest eigenvalue {summary['lambda_min']:.3g} (a bipartite graph "
                          "without self-weights): the copies of U would oscillate forever instead of reaching "
                          "consensus. Pass --lazy to use (W+I)/2.", collective=True)
-    step_size = solver.auto_step(sigma1, summary["lambda_min"]) if config.step == "auto" else float(config.step)
+    # The balance term adds curvature ≈ 4·balance·σ₁ near a balanced point.
+    lipschitz = local_problems[0].lipschitz(sigma1) + 4.0 * config.balance * sigma1
+    step_bound = (1.0 - 2.0 * summary["omega"]) / lipschitz
+    step_size = solver.auto_step(lipschitz, summary["lambda_min"]) if config.step == "auto" else float(config.step)
+    U, V, init_scale = _initial_point(config, context, local_problems, offsets, n, r, sigma1)
+    U = [np.ascontiguousarray(x, dtype=dtype) for x in U]
+    V = [None if x is None else np.ascontiguousarray(x, dtype=dtype) for x in V]
+    return Prepared(n, m, r, offsets, network, warnings, local_problems, U, V, sigma1, step_size, step_bound,
+                    init_scale, lipschitz)
+
+
+def _attach_least_squares_optimum(local_problems, context) -> None:
+    """x⋆ = (Σ_j A_jᵀA_j)⁻¹ Σ_j A_jᵀ b_j, from two small all-reduces; the reference of optimality_error."""
+    gram = context.reducer.sum(sum(p.A.T @ p.A for p in local_problems))
+    rhs = context.reducer.sum(sum(p.A.T @ p.b for p in local_problems))
+    try:
+        x_star = np.linalg.solve(gram, rhs)
+    except np.linalg.LinAlgError:
+        return   # rank-deficient A: no unique optimum to report
+    for problem in local_problems:
+        problem.x_star, problem.owns_truth = x_star, problem is local_problems[0] and context.is_root
+
+
+def _initial_point(config, context, local_problems, offsets, n, r, sigma1):
+    """(U list, V list, init scale): from --initial, spectral (top-r subspace of M), or small Gaussian."""
+    J = context.J
     if config.initial is not None:
-        starts = context.agree(lambda: [data_module.load_initial(config.initial, b.j, J, n, b.lo, b.hi, r) for b in blocks])
-        init_scale = math.nan
-    else:
-        init_scale = (INIT_SCALE_FACTOR * math.sqrt(sigma1 / max(n, m)) if config.init_scale == "auto"
-                      else float(config.init_scale))
-        starts = [solver.initial_factors(config.seed, J, b.j, n, b.hi - b.lo, r, init_scale) for b in blocks]
-    U = [np.ascontiguousarray(s[0], dtype=dtype) for s in starts]
-    V = [np.ascontiguousarray(s[1], dtype=dtype) for s in starts]
-    return Prepared(n, m, r, offsets, network, warnings, blocks, U, V, sigma1, step_size, step_bound, init_scale)
+        starts = context.agree(lambda: [data_module.load_initial(config.initial, j, J, n, offsets[j], offsets[j + 1], r)
+                                        for j in context.local_ranks])
+        return [s[0] for s in starts], [s[1] for s in starts], math.nan
+    if config.init == "spectral":
+        Q, values = solver.top_subspace(local_problems, context.reducer, r, config.seed)
+        U0 = Q * np.sqrt(values)
+        V = [(p.apply_transposed(Q) / np.sqrt(np.maximum(values, 1e-300))) if p.has_local else None
+             for p in local_problems]
+        return [U0.copy() for _ in local_problems], V, math.nan
+    init_scale = (INIT_SCALE_FACTOR * math.sqrt(sigma1 / max(n, offsets[-1])) if config.init_scale == "auto"
+                  else float(config.init_scale))
+    U, V = [], []
+    for j, problem in zip(context.local_ranks, local_problems):
+        U_j, V_j = solver.initial_factors(config.seed, J, j, n, int(offsets[j + 1] - offsets[j]), r, init_scale)
+        U.append(U_j)
+        V.append(V_j if problem.has_local else None)
+    return U, V, init_scale
 
 
 def solve(prepared: Prepared, config: RunConfig, context: Context, on_record=None) -> solver.Outcome:
     """Run DGD+LOCAL on a prepared problem (no files written)."""
     settings = solver.Settings(step_size=prepared.step_size, iterations=config.iterations, tolerance=config.tolerance,
-                               log_every=config.log_every, J=context.J, weights=prepared.network.weights)
-    exchange = context.make_exchange(prepared.network.weights, (prepared.n, prepared.r), np.dtype(config.dtype))
+                               log_every=config.log_every, J=context.J, weights=prepared.network.weights,
+                               balance_weight=config.balance)
+    exchange = context.make_exchange(prepared.network.weights, prepared.U[0].shape, np.dtype(config.dtype))
     try:
-        return solver.run(prepared.blocks, prepared.U, prepared.V, settings, exchange, context.reducer,
-                          on_record=on_record)
+        return solver.run(prepared.problems, context.local_ranks, prepared.U, prepared.V, settings, exchange,
+                          context.reducer, on_record=on_record)
     finally:
         if hasattr(exchange, "free"):
             exchange.free()
@@ -218,19 +279,21 @@ def execute(config: RunConfig, context: Context, command: str) -> int:
     for warning in prepared.warnings:
         say(context, config, f"warning: {warning}", always=True)
     say(context, config,
-        f"dgdlocal: DGD+LOCAL factorization of a {n}×{m} matrix, rank {r}, on J={J} "
+        f"dgdlocal: {'DGD+LOCAL' if prepared.problems[0].has_local else 'classical DGD'} {config.problem}, "
+        f"{n}×{m}, rank {r}, on J={J} "
         f"{'simulated ' if config.simulate else ''}ranks; {network.source} network"
         f"{' (lazy (W+I)/2 applied)' if network.lazy_applied else ''}: ω={summary['omega']:.3g}, "
         f"λ_min={summary['lambda_min']:.3g}, spectral gap={summary['spectral_gap']:.3g}\n"
         f"dgdlocal: step {prepared.step_size:.3g} ({'auto' if config.step == 'auto' else 'given'}; "
-        f"Thm 2.5 bound (1-2ω)/L = {prepared.step_bound:.3g} with L = 4σ₁ = {4 * prepared.sigma1:.3g}), "
+        f"Thm 2.5 bound (1-2ω)/L = {prepared.step_bound:.3g} with L ≈ {prepared.lipschitz:.3g}), "
         f"up to {config.iterations} iterations, tolerance {config.tolerance:g}")
     outcome = solve(prepared, config, context, on_record=_progress_printer(context, config))
 
-    V_full = context.reducer.gather_rows(outcome.V)
+    has_local = prepared.problems[0].has_local
+    V_full = context.reducer.gather_rows(outcome.V) if has_local else np.zeros((0, r))
     # The simulation cannot tell its virtual ranks' time apart: each gets an equal share.
-    blocks = prepared.blocks
-    timing = {name: context.reducer.gather_values([seconds / len(blocks)] * len(blocks))
+    count = len(prepared.problems)
+    timing = {name: context.reducer.gather_values([seconds / count] * count)
               for name, seconds in outcome.timing.items()}
     if context.is_root:
         from .results import write_result

@@ -36,6 +36,9 @@ class SimulatedReducer:
     def sum(self, local):
         return np.asarray(local, dtype=np.float64).copy()
 
+    def ordered_sum(self, local):
+        return np.asarray(local, dtype=np.float64).copy()
+
     def decide(self, decision):
         return decision
 

@@ -26,7 +26,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .problems import factorization_value, factorization_value_and_gradients
 
 STATUS_CONVERGED, STATUS_MAX_ITERS, STATUS_DIVERGED = "converged", "max_iters", "diverged"
 #: The objective "explodes" once it exceeds this multiple of max(f(z_0), ‖Y‖²).
@@ -53,17 +52,23 @@ def initial_factors(seed: int, J: int, j: int, n: int, m_j: int, r: int, scale: 
     return scale * rng.standard_normal((n, r)), scale * rng.standard_normal((m_j, r))
 
 
-def estimate_sigma1(blocks, reducer, seed: int, *, max_iterations: int = 100, rtol: float = 1e-4) -> float:
-    """σ₁(Y) by power iteration on Y Yᵀ = Σ_j Y_j Y_jᵀ: one n-vector all-reduce per step."""
-    n = blocks[0].Y.shape[0]
+def _data_product(problems, reducer, split, u):
+    """M Mᵀ u for the global data matrix: M = [M_1 … M_J] (split "columns") or Σ_j M_j (split "sum")."""
+    if split == "columns":
+        local = sum(p.apply(p.apply_transposed(u)) for p in problems)
+        return reducer.sum(local)
+    t = reducer.sum(sum(p.apply_transposed(u) for p in problems))
+    return reducer.sum(sum(p.apply(t) for p in problems))
+
+
+def estimate_sigma1(problems, reducer, seed: int, *, max_iterations: int = 100, rtol: float = 1e-4) -> float:
+    """σ₁(M) of the problem's data matrix by power iteration on M Mᵀ (one or two all-reduces per step)."""
+    n = problems[0].data_shape[0]
     u = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(1 << 41,))).standard_normal(n)
     u /= np.linalg.norm(u)
     estimate = 0.0
     for _ in range(max_iterations):
-        local = np.zeros(n)
-        for block in blocks:
-            local += block.Y @ (block.Y.T @ u)
-        w = reducer.sum(local)
+        w = _data_product(problems, reducer, problems[0].split, u)
         norm = float(np.linalg.norm(w))
         if norm == 0.0:
             return 0.0
@@ -74,15 +79,38 @@ def estimate_sigma1(blocks, reducer, seed: int, *, max_iterations: int = 100, rt
     return estimate
 
 
+def top_subspace(problems, reducer, r: int, seed: int, *, iterations: int = 200, rtol: float = 1e-12):
+    """Top-r left singular vectors Q (n×r) and values s of M by subspace iteration on M Mᵀ.
+
+    Global communication every step: the one non-decentralized part of the product (spectral init).
+    """
+    n = problems[0].data_shape[0]
+    rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(1 << 42,)))
+    Q, _ = np.linalg.qr(rng.standard_normal((n, r)))
+    previous = np.zeros(r)
+    for _ in range(iterations):
+        Z = _data_product(problems, reducer, problems[0].split, Q)
+        Q, R = np.linalg.qr(Z)
+        values = np.sqrt(np.abs(np.diag(R)))
+        if np.all(np.abs(values - previous) <= rtol * max(values[0], 1e-300)):
+            break
+        previous = values
+    # Rayleigh–Ritz on the converged subspace for accurate values and vectors.
+    Z = _data_product(problems, reducer, problems[0].split, Q)
+    eigenvalues, vectors = np.linalg.eigh(Q.T @ Z)
+    order = np.argsort(eigenvalues)[::-1]
+    return Q @ vectors[:, order], np.sqrt(np.maximum(eigenvalues[order], 0.0))
+
+
 def round_significant(x: float, digits: int = 3) -> float:
     """Round to `digits` significant digits, so the chosen step is the same whatever the reduction order."""
     return float(f"{x:.{digits - 1}e}")
 
 
-def auto_step(sigma1: float, lambda_min: float) -> float:
-    """µ = STEP_SAFETY · (1 + λ_min(W̃)) / L with L = 4σ₁(Y), the gradient Lipschitz constant of f at a
-    balanced global minimizer; gradient descent on g is stable near it for µ < (1 + λ_min) / L."""
-    return round_significant(STEP_SAFETY * (1.0 + lambda_min) / (4.0 * sigma1))
+def auto_step(lipschitz: float, lambda_min: float) -> float:
+    """µ = STEP_SAFETY · (1 + λ_min(W̃)) / L, L the curvature of f near a balanced minimizer
+    (problem.lipschitz): gradient descent on g is stable there for µ < (1 + λ_min) / L."""
+    return round_significant(STEP_SAFETY * (1.0 + lambda_min) / lipschitz)
 
 
 @dataclass
@@ -93,6 +121,7 @@ class Settings:
     log_every: int
     J: int
     weights: np.ndarray
+    balance_weight: float = 0.0
 
 
 @dataclass
@@ -103,76 +132,112 @@ class Outcome:
     V: list
     diagnostics: dict = field(default_factory=dict)   # filled on the coordinator
     mean_U: np.ndarray | None = None
-    timing: dict = field(default_factory=dict)        # per local rank: compute, wait, diagnostics
+    timing: dict = field(default_factory=dict)        # per process: compute, wait, diagnostics
 
 
-def _local_diagnostics(blocks, U, V, values, grads_U, grads_V, neighbourhoods, mixed, step_size):
-    """Per-rank sums that need no Ū: f_j, penalty, ‖∇g‖², ‖U_j‖², ‖V_j‖², ‖Y_j‖², non-finite flag."""
+def _norm2(array) -> float:
+    return 0.0 if array is None else float(np.vdot(array, array))
+
+
+class Balance:
+    """Balancing regularizer Σ_j (µ_b / 4J) ‖U_jᵀU_j − VᵀV‖_F², VᵀV = Σ_j V_jᵀV_j (each rank uses its own copy U_j;
+    at consensus this is (µ_b/4)‖UᵀU − VᵀV‖_F²). Needs one all-reduce of two r×r matrices per iteration.
+
+        ∇_{U_j} = (µ_b/J) U_j (U_jᵀU_j − VᵀV),    ∇_{V_j} = −µ_b V_j ((1/J) Σ_i U_iᵀU_i − VᵀV)
+    """
+
+    def __init__(self, weight: float, J: int):
+        self.weight, self.J = weight, J
+
+    def terms(self, U, V, reducer):
+        """(value, [∇_U], [∇_V]) for the local blocks; the value is the global regularizer."""
+        r = U[0].shape[1]
+        local = np.zeros((2, r, r))
+        for U_j, V_j in zip(U, V):
+            local[0] += U_j.T @ U_j
+            local[1] += V_j.T @ V_j
+        totals = reducer.ordered_sum(local)
+        mean_UtU, VtV = totals[0] / self.J, totals[1]
+        gaps = [U_j.T @ U_j - VtV for U_j in U]
+        local_value = sum(self.weight / (4.0 * self.J) * float(np.sum(gap ** 2)) for gap in gaps)
+        grads_U = [self.weight / self.J * U_j @ gap for U_j, gap in zip(U, gaps)]
+        grads_V = [-self.weight * V_j @ (mean_UtU - VtV) for V_j in V]
+        return local_value, grads_U, grads_V
+
+
+def _local_diagnostics(problems, U, V, values, grads_U, grads_V, neighbourhoods, mixed, step_size, own_ranks,
+                       regularizer):
+    """Per-rank sums that need no Ū: f_j, consensus penalty + regularizer, ‖∇g‖², ‖U_j‖², ‖V_j‖², data norm²,
+    non-finite flag."""
     out = np.zeros(7)
-    for j, block in enumerate(blocks):
+    out[1] = regularizer
+    for j, problem in enumerate(problems):
         penalty = 0.0
         for i, weight, U_i in neighbourhoods[j]:
-            if i != block.j:
+            if i != own_ranks[j]:
                 penalty += weight / (4.0 * step_size) * float(np.sum((U[j] - U_i) ** 2))
         grad_g_U = grads_U[j] + (U[j] - mixed[j]) / step_size
-        out += (values[j], penalty, float(np.vdot(grad_g_U, grad_g_U)) + float(np.vdot(grads_V[j], grads_V[j])),
-                float(np.vdot(U[j], U[j])), float(np.vdot(V[j], V[j])), block.norm2, 0.0)
+        out += (values[j], penalty, _norm2(grad_g_U) + _norm2(grads_V[j]), _norm2(U[j]), _norm2(V[j]),
+                problem.data_norm2, 0.0)
     out[6] = float(not np.all(np.isfinite(out[:6])))
     return out
 
 
-def _mean_diagnostics(blocks, U, V, mean_U):
-    """Per-rank sums that need Ū: ‖U_j − Ū‖², ‖Ū V_jᵀ − Y_j‖², ‖Ū V_jᵀ − X⋆_j‖², V_jᵀV_j, truth known."""
+def _mean_diagnostics(problems, U, V, mean_U):
+    """Per-rank sums that need Ū: ‖U_j − Ū‖², residual² at (Ū, V_j), truth error² and norm², truth known,
+    and V_jᵀV_j (r×r)."""
     r = mean_U.shape[1]
-    out = np.zeros(4 + r * r)
-    for j, block in enumerate(blocks):
-        out[0] += float(np.sum((U[j] - mean_U) ** 2))
-        out[1] += factorization_value(mean_U, V[j], block.Y)
-        if block.truth_U is not None:
-            out[2] += _low_rank_distance2(mean_U, V[j], block.truth_U, block.truth_V)
-            out[3] += 1.0
-        out[4:] += (V[j].T @ V[j]).ravel()
+    out = np.zeros(5 + r * r)
+    for j, problem in enumerate(problems):
+        out[0] += _norm2(U[j] - mean_U)
+        out[1] += problem.residual_norm2(mean_U, V[j])
+        truth = problem.truth_error2(mean_U, V[j])
+        if truth is not None:
+            out[2:5] += (truth[0], truth[1], 1.0)
+        if V[j] is not None:
+            out[5:] += (V[j].T @ V[j]).ravel()
     return out
 
 
-def _low_rank_distance2(A, B, C, D) -> float:
-    """‖A Bᵀ − C Dᵀ‖_F² formed explicitly in row blocks (no cancellation)."""
-    total = 0.0
-    step = max(1, (1 << 17) // max(1, B.shape[0]))
-    for lo in range(0, A.shape[0], step):
-        difference = A[lo:lo + step] @ B.T - C[lo:lo + step] @ D.T
-        total += float(np.vdot(difference, difference))
-    return total
+def _stationarity(gradient_norm2: float, objective: float, z_norm2: float) -> float:
+    """‖∇g(z)‖ / (2 ‖R‖ ‖z‖), ‖R‖² = f(z): how much of the residual the gradient still sees.
+
+    Near an exact fit (rank(Y) ≤ r) it stays of order √(σ_r/σ₁)/√r while both go to zero; on noisy data the
+    residual stays at the noise level and this goes to zero. From a small initialization it is of order one.
+    """
+    if objective <= 0.0 or z_norm2 <= 0.0:
+        return 0.0 if gradient_norm2 == 0.0 else math.inf
+    return math.sqrt(gradient_norm2) / (2.0 * math.sqrt(objective) * math.sqrt(z_norm2))
 
 
 class _Recorder:
     """Diagnostics history on the coordinator and the convergence / divergence test."""
 
-    def __init__(self, settings: Settings, y_norm2: float, on_record):
-        self.settings, self.y_norm2, self.on_record = settings, y_norm2, on_record
+    def __init__(self, settings: Settings, on_record):
+        self.settings, self.on_record = settings, on_record
         self.history = {name: [] for name in DIAGNOSTIC_NAMES}
         self.reference = None
 
-    def add(self, iteration, elapsed, first, second, J):
-        objective, penalty, grad2, u2, v2, y2, nonfinite = first
-        consensus, residual2, truth_residual2, truth_ranks = second[:4]
-        r = int(round(math.sqrt(len(second) - 4)))
-        VtV = second[4:].reshape(r, r)
-        mean_U = self.mean_U
+    def add(self, iteration, elapsed, first, second, mean_U):
+        objective, penalty, grad2, u2, v2, data2, nonfinite = first
+        consensus, residual2, truth_error2, truth_norm2, truth_blocks = second[:5]
+        r = mean_U.shape[1]
+        VtV = second[5:].reshape(r, r)
         record = {
             "iteration": iteration, "elapsed": elapsed, "objective": objective,
             "penalized_objective": objective + penalty, "consensus_error": consensus,
             "relative_consensus": math.sqrt(consensus / u2) if u2 > 0 else 0.0,
             "gradient_norm": math.sqrt(grad2),
-            "relative_error": math.sqrt(residual2 / y2) if y2 > 0 else math.sqrt(residual2),
-            "optimality_error": (math.sqrt(truth_residual2) / self.truth_norm) if truth_ranks == J and self.truth_norm else math.nan,
-            "stationarity": math.sqrt(grad2) / (2.0 * math.sqrt(y2) * math.sqrt(u2 + v2)) if y2 > 0 and u2 + v2 > 0 else 0.0,
-            "balance": float(np.linalg.norm(mean_U.T @ mean_U - VtV)),
+            "relative_error": math.sqrt(residual2 / data2) if data2 > 0 else math.sqrt(residual2),
+            "optimality_error": (math.sqrt(truth_error2 / truth_norm2)
+                                 if truth_blocks == self.settings.J and truth_norm2 > 0 else math.nan),
+            "stationarity": _stationarity(grad2, objective, u2 + v2),
+            "balance": float(np.linalg.norm(mean_U.T @ mean_U - VtV)) if v2 > 0 else math.nan,
         }
         for name in DIAGNOSTIC_NAMES:
             self.history[name].append(record[name])
         if self.reference is None:
-            self.reference = max(objective, y2)
+            self.reference = max(objective, data2)
         if self.on_record is not None:
             self.on_record(record)
         return record, bool(nonfinite)
@@ -191,26 +256,39 @@ class _Recorder:
         return None
 
 
-def run(blocks, U, V, settings: Settings, exchange, reducer, *, on_record=None, clock=time.perf_counter) -> Outcome:
-    """Run DGD+LOCAL from (U, V) (lists over the local blocks) and return the outcome.
+def _local_sum(arrays):
+    """Σ over the local blocks, in ascending rank order."""
+    total = arrays[0].copy()
+    for array in arrays[1:]:
+        total += array
+    return total
+
+
+def run(problems, own_ranks, U, V, settings: Settings, exchange, reducer, *, on_record=None,
+        clock=time.perf_counter) -> Outcome:
+    """Run DGD+LOCAL from (U, V) (lists over the local blocks; V entries None without local variables).
 
     Diagnostics are taken at iterations 0, log_every, 2·log_every, … and at the last iterate;
     the stop decision is made there, by the coordinator, and shared with every rank.
     """
     step = settings.step_size
-    for block in blocks:
-        block.norm2 = float(np.vdot(block.Y, block.Y))
+    balance = Balance(settings.balance_weight, settings.J) if settings.balance_weight > 0 else None
     timing = {"compute": 0.0, "wait": 0.0, "diagnostics": 0.0}
-    recorder = _Recorder(settings, 0.0, on_record) if reducer.is_root else None
-    truth_norm2 = reducer.sum(np.array([sum(_truth_norm2(b) for b in blocks)]))[0]
-    if recorder is not None:
-        recorder.truth_norm = math.sqrt(truth_norm2)
+    recorder = _Recorder(settings, on_record) if reducer.is_root else None
     start = clock()
     status, iteration = None, 0
     while True:
         t0 = clock()
         exchange.start(U)
-        computed = [factorization_value_and_gradients(U[j], V[j], block.Y) for j, block in enumerate(blocks)]
+        computed = [problem.value_and_gradients(U[j], V[j]) for j, problem in enumerate(problems)]
+        values = [c[0] for c in computed]
+        grads_U = [c[1] for c in computed]
+        grads_V = [c[2] for c in computed]
+        regularizer = 0.0
+        if balance is not None:
+            regularizer, extra_U, extra_V = balance.terms(U, V, reducer)
+            grads_U = [g + e for g, e in zip(grads_U, extra_U)]
+            grads_V = [g + e for g, e in zip(grads_V, extra_V)]
         t1 = clock()
         neighbourhoods = exchange.finish()
         t2 = clock()
@@ -219,39 +297,23 @@ def run(blocks, U, V, settings: Settings, exchange, reducer, *, on_record=None, 
         timing["wait"] += t2 - t1
         is_last = iteration >= settings.iterations
         if iteration % settings.log_every == 0 or is_last:
-            values = [c[0] for c in computed]
-            first = reducer.sum(_local_diagnostics(blocks, U, V, values, [c[1] for c in computed],
-                                                   [c[2] for c in computed], neighbourhoods, mixed, step))
+            first = reducer.sum(_local_diagnostics(problems, U, V, values, grads_U, grads_V, neighbourhoods, mixed,
+                                                   step, own_ranks, regularizer))
             mean_U = reducer.sum(_local_sum(U)) / settings.J
-            second = reducer.sum(_mean_diagnostics(blocks, U, V, mean_U))
+            second = reducer.sum(_mean_diagnostics(problems, U, V, mean_U))
             decision = None
             if recorder is not None:
-                recorder.mean_U = mean_U
-                record, nonfinite = recorder.add(iteration, clock() - start, first, second, settings.J)
+                record, nonfinite = recorder.add(iteration, clock() - start, first, second, mean_U)
                 decision = recorder.decide(record, nonfinite, iteration)
             status = reducer.decide(decision)
             timing["diagnostics"] += clock() - t2
             if status is not None:
                 break
-        for j, (value, grad_U, grad_V) in enumerate(computed):
-            U[j] = mixed[j] - step * grad_U
-            V[j] = V[j] - step * grad_V
+        for j in range(len(problems)):
+            U[j] = mixed[j] - step * grads_U[j]
+            if V[j] is not None:
+                V[j] = V[j] - step * grads_V[j]
         iteration += 1
     return Outcome(status=status, iterations=iteration, U=U, V=V,
                    diagnostics=recorder.history if recorder is not None else {},
                    mean_U=mean_U, timing=timing)
-
-
-def _truth_norm2(block) -> float:
-    """‖X⋆_j‖_F² = ⟨U⋆ᵀU⋆, V⋆_jᵀV⋆_j⟩ (0 when no ground truth is known)."""
-    if block.truth_U is None:
-        return 0.0
-    return float(np.sum((block.truth_U.T @ block.truth_U) * (block.truth_V.T @ block.truth_V)))
-
-
-def _local_sum(arrays):
-    """Σ over the local blocks, in ascending rank order."""
-    total = arrays[0].copy()
-    for array in arrays[1:]:
-        total += array
-    return total

@@ -3,7 +3,7 @@
 import numpy as np
 
 from dgdlocal import solver
-from dgdlocal.data import Block
+from dgdlocal.problems import Factorization
 from dgdlocal.simulate import SimulatedExchange, SimulatedReducer
 
 # Lazy Metropolis weights of a 4-ring, written out by hand.
@@ -53,7 +53,7 @@ def test_gradient_of_g_matches_finite_differences():
 def test_dgd_local_iterates_equal_gradient_descent_on_g():
     Ys, U, V = _problem(seed=1)
     step = 0.01
-    blocks = [Block(j, 0, 0, Y) for j, Y in enumerate(Ys)]
+    blocks = [Factorization(Y) for Y in Ys]
     U_gd, V_gd = [x.copy() for x in U], [x.copy() for x in V]
     iterations = 25
     for _ in range(iterations):
@@ -61,7 +61,7 @@ def test_dgd_local_iterates_equal_gradient_descent_on_g():
         U_gd = [a - step * b for a, b in zip(U_gd, gU)]
         V_gd = [a - step * b for a, b in zip(V_gd, gV)]
     settings = solver.Settings(step_size=step, iterations=iterations, tolerance=0.0, log_every=5, J=4, weights=W)
-    outcome = solver.run(blocks, [x.copy() for x in U], [x.copy() for x in V], settings,
+    outcome = solver.run(blocks, list(range(4)), [x.copy() for x in U], [x.copy() for x in V], settings,
                          SimulatedExchange(W), SimulatedReducer())
     assert outcome.iterations == iterations
     for a, b in zip(outcome.U + outcome.V, U_gd + V_gd):
@@ -71,11 +71,11 @@ def test_dgd_local_iterates_equal_gradient_descent_on_g():
 def test_reported_gradient_norm_is_the_norm_of_grad_g():
     Ys, U, V = _problem(seed=2)
     step = 0.01
-    blocks = [Block(j, 0, 0, Y) for j, Y in enumerate(Ys)]
+    blocks = [Factorization(Y) for Y in Ys]
     value, gU, gV = g_and_gradient(U, V, Ys, step)
     expected = np.sqrt(sum(np.sum(x ** 2) for x in gU + gV))
     settings = solver.Settings(step_size=step, iterations=0, tolerance=0.0, log_every=1, J=4, weights=W)
-    outcome = solver.run(blocks, [x.copy() for x in U], [x.copy() for x in V], settings,
+    outcome = solver.run(blocks, list(range(4)), [x.copy() for x in U], [x.copy() for x in V], settings,
                          SimulatedExchange(W), SimulatedReducer())
     assert abs(outcome.diagnostics["gradient_norm"][0] - expected) <= 1e-12 * expected
     assert abs(outcome.diagnostics["penalized_objective"][0] - value) <= 1e-12 * value

@@ -58,8 +58,8 @@ def test_exact_consensus_and_global_optimality_on_exact_rank_data():
     outcome = runner.solve(prepared, config, context)
     total_U2 = comm.allreduce(float(np.sum(outcome.U[0] ** 2)))
     consensus = comm.allreduce(float(np.sum((outcome.U[0] - outcome.mean_U) ** 2)))
-    y2 = comm.allreduce(float(np.sum(prepared.blocks[0].Y ** 2)))
-    objective = comm.allreduce(float(np.sum((outcome.U[0] @ outcome.V[0].T - prepared.blocks[0].Y) ** 2)))
+    y2 = comm.allreduce(float(np.sum(prepared.problems[0].Y ** 2)))
+    objective = comm.allreduce(float(np.sum((outcome.U[0] @ outcome.V[0].T - prepared.problems[0].Y) ** 2)))
     assert outcome.status == "converged"
     assert consensus / total_U2 <= 1e-20, consensus / total_U2
     assert objective / y2 <= 1e-20, objective / y2

@@ -1,0 +1,94 @@
+"""Serial tests of the engine through the simulation: step rule, data, initial points, divergence."""
+
+import h5py
+import numpy as np
+import pytest
+
+from conftest import mpirun
+from dgdlocal import data, runner, solver
+
+
+def _simulate(J, **settings):
+    config = runner.RunConfig(quiet=True, **settings)
+    context = runner.simulated_context(J)
+    prepared = runner.prepare(config, context)
+    return prepared, runner.solve(prepared, config, context)
+
+
+@pytest.mark.parametrize("condition_number", [1.0, 10.0, 100.0])
+@pytest.mark.parametrize("topology,J", [("ring", 5), ("star", 4), ("erdos-renyi", 6)])
+def test_auto_step_converges_on_exact_rank_problems_up_to_condition_number_100(condition_number, topology, J):
+    prepared, outcome = _simulate(J, n=30, m=48, rank=3, condition_number=condition_number, topology=topology,
+                                  edge_probability=0.4, seed=11, iterations=40000, tolerance=1e-10, log_every=200)
+    assert outcome.status == "converged", outcome.diagnostics["relative_error"][-1]
+    assert outcome.diagnostics["relative_error"][-1] <= 1e-10
+    assert outcome.diagnostics["relative_consensus"][-1] <= 1e-10
+
+
+def test_synthetic_matrix_does_not_depend_on_the_number_of_ranks():
+    spec = data.SyntheticSpec(n=9, m=13, r=2, condition_number=5.0, noise=0.1, seed=4)
+    whole = data.synthetic_block(spec, 0, 0, 13).Y
+    for J in (2, 3, 5):
+        offsets = data.column_partition(13, J)
+        pieces = [data.synthetic_block(spec, j, offsets[j], offsets[j + 1]).Y for j in range(J)]
+        np.testing.assert_array_equal(np.concatenate(pieces, axis=1), whole)
+    exact = data.SyntheticSpec(n=9, m=13, r=2, condition_number=5.0, noise=0.0, seed=4)
+    singular_values = np.linalg.svd(data.synthetic_block(exact, 0, 0, 13).Y, compute_uv=False)
+    np.testing.assert_allclose(singular_values[:2], [1.0, 0.2], rtol=1e-12)
+    assert singular_values[2] < 1e-14
+
+
+def test_column_partition_is_as_even_as_possible():
+    np.testing.assert_array_equal(data.column_partition(10, 4), [0, 3, 6, 8, 10])
+    np.testing.assert_array_equal(data.column_partition(4, 4), [0, 1, 2, 3, 4])
+
+
+def test_initial_point_file_replays_a_run(tmp_path):
+    J, n, m, r = 3, 12, 17, 2
+    rng = np.random.default_rng(0)
+    U0, V0 = 1e-3 * rng.standard_normal((J, n, r)), 1e-3 * rng.standard_normal((m, r))
+    path = tmp_path / "initial.h5"
+    with h5py.File(path, "w") as handle:
+        handle["U"], handle["V"] = U0, V0
+    _, still = _simulate(J, n=n, m=m, rank=r, initial=str(path), iterations=0)
+    np.testing.assert_array_equal(np.concatenate(still.V), V0)
+    for j in range(J):
+        np.testing.assert_array_equal(still.U[j], U0[j])
+    _, first = _simulate(J, n=n, m=m, rank=r, initial=str(path), iterations=300, tolerance=0.0)
+    _, second = _simulate(J, n=n, m=m, rank=r, initial=str(path), iterations=300, tolerance=0.0)
+    for a, b in zip(first.U + first.V, second.U + second.V):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_too_large_a_step_is_reported_as_diverged_by_every_rank(tmp_path):
+    output = tmp_path / "r.h5"
+    code, stdout, stderr = mpirun(3, "--step", 5.0, "--output", output, "--log-every", 10, timeout=60)
+    assert code == runner.EXIT_DIVERGED, stderr
+    assert "diverged" in stdout and "Traceback" not in stderr
+    with h5py.File(output) as handle:
+        assert handle.attrs["status"] == "diverged"
+        assert handle["diagnostics/iteration"][-1] < 20000
+
+
+def test_generate_then_solve_reports_optimality_error_against_the_ground_truth(tmp_path):
+    problem = tmp_path / "problem.h5"
+    code, _, stderr = mpirun(1, "generate", "--output", problem, "--n", 30, "--m", 25, "--rank", 3,
+                             "--noise", 0.01, "--seed", 3)
+    assert code == 0, stderr
+    output = tmp_path / "r.h5"
+    code, stdout, stderr = mpirun(2, "--data", problem, "--rank", 3, "--output", output, timeout=60)
+    assert code == 0, stderr
+    with h5py.File(output) as handle:
+        optimality = handle["diagnostics/optimality_error"][-1]
+        relative = handle["diagnostics/relative_error"][-1]
+    # with 1 % noise the fit error is ≈ 1e-2 · √(1 − r(n+m)/(nm)), the error to the truth well below it
+    assert 5e-3 < relative < 1.2e-2
+    assert optimality < relative
+
+
+def test_auto_step_rule_is_recorded_with_the_theorem_bound():
+    prepared, _ = _simulate(4, iterations=0)
+    assert prepared.step_size == solver.auto_step(4 * prepared.sigma1, prepared.network.summary["lambda_min"])
+    omega = prepared.network.summary["omega"]
+    assert prepared.step_bound == pytest.approx((1 - 2 * omega) / (4 * prepared.sigma1))
+    assert prepared.sigma1 == pytest.approx(1.0, rel=1e-3)   # synthetic σ₁ = 1
