@@ -337,6 +337,10 @@ def _print_summary(config: RunConfig, outcome, timing) -> None:
              "  time per rank [s]: " + "  ".join(
                  f"{name} {min(values):.2f}-{max(values):.2f}" for name, values in timing.items()),
              f"  result written to {config.output}"]
+    if outcome.status == solver.STATUS_CONVERGED and last["relative_consensus"] > config.tolerance:
+        lines.append(f"warning: the run reached a stationary point of g whose copies still disagree (relative "
+                     f"consensus {last['relative_consensus']:.2e} > {config.tolerance:g}): classical DGD with a "
+                     "fixed step stops at a consensus floor that shrinks with the step.")
     if outcome.status == solver.STATUS_MAX_ITERS:
         lines.append(f"warning: the iteration cap {config.iterations} was reached before the tolerance "
                      f"{config.tolerance:g}; raise --iterations or resume from the result.")

@@ -248,8 +248,8 @@ class _Recorder:
         if nonfinite or not all(math.isfinite(v) for v in values) or record["objective"] > EXPLOSION_FACTOR * self.reference:
             return STATUS_DIVERGED
         tolerance = self.settings.tolerance
-        if tolerance > 0 and record["relative_consensus"] <= tolerance and (
-                record["relative_error"] <= tolerance or record["stationarity"] <= tolerance):
+        if tolerance > 0 and (record["stationarity"] <= tolerance or (
+                record["relative_consensus"] <= tolerance and record["relative_error"] <= tolerance)):
             return STATUS_CONVERGED
         if iteration >= self.settings.iterations:
             return STATUS_MAX_ITERS

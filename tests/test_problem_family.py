@@ -1,0 +1,146 @@
+"""The papers' problem family on the shared engine: gradients, convergence claims in numbers, the DGD floor."""
+
+import numpy as np
+import pytest
+
+from dgdlocal import builders, problems, runner, solver
+from dgdlocal.data import SyntheticSpec
+from dgdlocal.simulate import SimulatedReducer
+
+
+def _check_gradient(value_and_gradients, U, V, seed=0):
+    """Central differences along random directions against ⟨∇f, d⟩."""
+    _, grad_U, grad_V = value_and_gradients(U, V)
+    rng = np.random.default_rng(seed)
+    for _ in range(3):
+        dU = rng.standard_normal(U.shape)
+        dV = None if V is None else rng.standard_normal(V.shape)
+        h = 1e-6
+        shift = (lambda s: (U + s * dU, None if V is None else V + s * dV))
+        plus, minus = value_and_gradients(*shift(h))[0], value_and_gradients(*shift(-h))[0]
+        analytic = np.vdot(grad_U, dU) + (0.0 if V is None else np.vdot(grad_V, dV))
+        assert abs((plus - minus) / (2 * h) - analytic) <= 1e-6 * max(1.0, abs(analytic))
+
+
+def _config(problem, **overrides):
+    settings = dict(problem=problem, n=12, m=10, rank=2, seed=3, quiet=True)
+    settings.update(overrides)
+    return runner.RunConfig(**settings)
+
+
+@pytest.mark.parametrize("problem", builders.PROBLEMS)
+def test_gradients_match_finite_differences(problem):
+    config = _config(problem, noise=0.05)
+    local = builders.build(config, 1, 3, 7 if problem != "symmetric-sensing" else 40, 12, 10 if problem != "symmetric-sensing" else 12, 3, np.float64)
+    rng = np.random.default_rng(1)
+    r = 1 if problem == "least-squares" else 2
+    U = rng.standard_normal((12, r))
+    V = rng.standard_normal((4, r)) if local.has_local else None
+    _check_gradient(local.value_and_gradients, U, V)
+
+
+def test_balance_gradient_matches_finite_differences():
+    rng = np.random.default_rng(2)
+    J, r = 3, 2
+    U = [rng.standard_normal((5, r)) for _ in range(J)]
+    V = [rng.standard_normal((m_j, r)) for m_j in (2, 3, 4)]
+    balance = solver.Balance(0.7, J)
+
+    def total(Us, Vs):
+        return balance.terms(Us, Vs, SimulatedReducer())[0]
+
+    _, grads_U, grads_V = balance.terms(U, V, SimulatedReducer())
+    dU = [rng.standard_normal(x.shape) for x in U]
+    dV = [rng.standard_normal(x.shape) for x in V]
+    h = 1e-6
+    plus = total([a + h * b for a, b in zip(U, dU)], [a + h * b for a, b in zip(V, dV)])
+    minus = total([a - h * b for a, b in zip(U, dU)], [a - h * b for a, b in zip(V, dV)])
+    analytic = sum(np.vdot(a, b) for a, b in zip(grads_U + grads_V, dU + dV))
+    assert abs((plus - minus) / (2 * h) - analytic) <= 1e-7 * abs(analytic)
+    # at consensus the regularizer equals the centralized (µ/4)‖UᵀU − VᵀV‖²
+    same = [U[0]] * J
+    VtV = sum(v.T @ v for v in V)
+    assert total(same, V) == pytest.approx(0.7 / 4 * np.sum((U[0].T @ U[0] - VtV) ** 2), rel=1e-12)
+
+
+def test_completion_keeps_only_observed_entries_and_no_dense_mask():
+    spec = SyntheticSpec(n=50, m=40, r=2, seed=1)
+    rows, cols, values = builders.sample_entries(spec, 0.3, 10, 25)
+    assert 0.25 < len(rows) / (50 * 15) < 0.35
+    assert cols.min() >= 10 and cols.max() < 25
+    X = spec.truth_U() @ spec.truth_V(0, 40).T
+    np.testing.assert_allclose(values, X[rows, cols], rtol=1e-12, atol=1e-14)
+    # the sample does not depend on how columns are split
+    a = builders.sample_entries(spec, 0.3, 10, 18)
+    b = builders.sample_entries(spec, 0.3, 18, 25)
+    np.testing.assert_array_equal(np.concatenate([a[1], b[1]]), cols)
+
+
+def _simulate(J, config):
+    context = runner.simulated_context(J)
+    prepared = runner.prepare(config, context)
+    return prepared, runner.solve(prepared, config, context)
+
+
+def _relative_consensus_squared(outcome):
+    consensus = sum(np.sum((U - outcome.mean_U) ** 2) for U in outcome.U)
+    return consensus / sum(np.sum(U ** 2) for U in outcome.U)
+
+
+def test_completion_reaches_exact_recovery_and_consensus():
+    config = runner.RunConfig(problem="completion", n=40, m=60, rank=3, sampling_rate=0.5, seed=5,
+                              iterations=20000, tolerance=1e-11, log_every=100, quiet=True)
+    _, outcome = _simulate(4, config)
+    assert outcome.diagnostics["relative_error"][-1] <= 1e-10
+    assert outcome.diagnostics["optimality_error"][-1] <= 1e-9   # all entries, not just the observed ones
+    assert _relative_consensus_squared(outcome) <= 1e-16
+
+
+def test_sensing_with_three_max_n_m_r_measurements_reaches_exact_recovery_and_consensus():
+    config = runner.RunConfig(problem="sensing", n=20, m=15, rank=2, seed=5, iterations=20000, tolerance=1e-11,
+                              log_every=100, quiet=True)
+    prepared, outcome = _simulate(3, config)
+    assert sum(p.A.shape[0] for p in prepared.problems) == 3 * 20 * 2
+    assert outcome.diagnostics["relative_error"][-1] <= 1e-10
+    assert outcome.diagnostics["optimality_error"][-1] <= 1e-9
+    assert _relative_consensus_squared(outcome) <= 1e-16
+
+
+def test_symmetric_sensing_centralized_and_distributed():
+    for J in (1, 3):
+        config = runner.RunConfig(problem="symmetric-sensing", n=15, rank=2, seed=2, iterations=20000,
+                                  tolerance=1e-11, log_every=100, quiet=True)
+        _, outcome = _simulate(J, config)
+        assert outcome.diagnostics["optimality_error"][-1] <= 1e-9, J
+
+
+def test_classical_dgd_stalls_at_a_consensus_floor_that_shrinks_with_the_step():
+    """Fig. 1 (right) of the DGD+LOCAL paper: DGD on least squares does not reach consensus at a fixed step."""
+    base = dict(problem="least-squares", n=10, m=60, seed=1, iterations=30000, tolerance=1e-13, log_every=100,
+                quiet=True)
+    prepared, default = _simulate(5, runner.RunConfig(**base))
+    floor_default = _relative_consensus_squared(default)
+    _, smaller = _simulate(5, runner.RunConfig(**base, step=prepared.step_size / 10))
+    floor_smaller = _relative_consensus_squared(smaller)
+    assert default.diagnostics["gradient_norm"][-1] < 1e-10 * default.diagnostics["gradient_norm"][0]  # stationary
+    assert floor_default > 1e-8
+    assert floor_smaller < floor_default / 10
+    # while DGD+LOCAL on factorization reaches exact consensus (see test_mpi / test_engine)
+
+
+def test_balance_regularizer_run_reaches_the_optimum():
+    config = runner.RunConfig(problem="sensing", n=20, m=15, rank=2, seed=5, balance=1e-2, iterations=20000,
+                              tolerance=1e-11, log_every=100, quiet=True)
+    _, outcome = _simulate(3, config)
+    assert outcome.diagnostics["optimality_error"][-1] <= 1e-6
+    assert outcome.diagnostics["balance"][-1] <= 1e-6
+
+
+def test_spectral_initialization_starts_near_the_truth():
+    """With many measurements the back-projection Σ_j A_jᵀ y_j ≈ X⋆, so its top-r SVD starts close."""
+    common = dict(problem="sensing", n=20, m=15, rank=2, seed=5, measurements=6000, iterations=0, quiet=True)
+    _, spectral = _simulate(3, runner.RunConfig(init="spectral", **common))
+    _, random = _simulate(3, runner.RunConfig(**common))
+    assert random.diagnostics["optimality_error"][0] > 0.99
+    assert spectral.diagnostics["optimality_error"][0] < 0.5
+    assert spectral.diagnostics["relative_consensus"][0] <= 1e-15   # every rank starts from the same U
