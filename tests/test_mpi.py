@@ -18,6 +18,42 @@ def _comm():
     return MPI.COMM_WORLD
 
 
+def _max():
+    from mpi4py import MPI
+
+    return MPI.MAX
+
+
+def test_ranks_that_disagree_on_the_configuration_stop_with_one_agreed_error():
+    from dgdlocal import collectives
+    from dgdlocal.errors import InputError
+
+    comm = _comm()
+    payload = b"same" if comm.Get_rank() < 2 else b"different"
+    if comm.Get_size() <= 2:
+        collectives.check_identical(comm, "configuration", payload)   # everyone agrees: no error
+        return
+    with pytest.raises(InputError, match=r"disagree on the configuration: rank\(s\) \[2"):
+        collectives.check_identical(comm, "configuration", payload)
+
+
+def test_an_input_error_on_one_rank_is_raised_on_every_rank():
+    from dgdlocal import collectives
+    from dgdlocal.errors import InputError
+
+    comm = _comm()
+    last = comm.Get_size() - 1
+
+    def action():
+        if comm.Get_rank() == last:
+            raise InputError("bad block")
+        return 1
+
+    with pytest.raises(InputError, match="bad block") as caught:
+        collectives.agreed(comm, action)
+    assert caught.value.collective
+
+
 def _config(**overrides):
     settings = dict(n=23, m=31, rank=3, condition_number=3.0, iterations=200, tolerance=0.0, log_every=50,
                     seed=7, quiet=True)
@@ -29,18 +65,33 @@ def _relative_difference(a, b):
     return float(np.linalg.norm(a - b) / np.linalg.norm(b))
 
 
-@pytest.mark.parametrize("topology", ["ring", "complete", "star", "erdos-renyi"])
-def test_mpi_run_equals_serial_simulation(topology):
+CASES = {
+    "factorization-ring": dict(topology="ring"),
+    "factorization-complete": dict(topology="complete"),
+    "factorization-star": dict(topology="star"),
+    "factorization-erdos-renyi": dict(topology="erdos-renyi"),
+    "completion": dict(problem="completion", sampling_rate=0.4),
+    "sensing": dict(problem="sensing", n=9, m=13, rank=2),
+    "sensing-balance": dict(problem="sensing", n=9, m=13, rank=2, balance=0.1),
+    "sensing-spectral": dict(problem="sensing", n=9, m=13, rank=2, init="spectral", measurements=600),
+    "symmetric-sensing": dict(problem="symmetric-sensing", n=8, rank=2),
+    "least-squares": dict(problem="least-squares", n=6, m=31),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_mpi_run_equals_serial_simulation(case):
     """U_j and V_j of the J-rank MPI run equal the simulation of the same network (m=31 is not divisible by 2, 3, 4)."""
     comm = _comm()
     J, j = comm.Get_size(), comm.Get_rank()
-    config = _config(topology=topology)
+    config = _config(**CASES[case])
     mpi_outcome = runner.solve(runner.prepare(config, runner.mpi_context(comm)), config, runner.mpi_context(comm))
     simulated = runner.simulated_context(J)
     simulated_outcome = runner.solve(runner.prepare(config, simulated), config, simulated)
-    differences = [_relative_difference(mpi_outcome.U[0], simulated_outcome.U[j]),
-                   _relative_difference(mpi_outcome.V[0], simulated_outcome.V[j])]
-    worst = comm.allreduce(max(differences), op=__import__("mpi4py").MPI.MAX)
+    differences = [_relative_difference(mpi_outcome.U[0], simulated_outcome.U[j])]
+    if mpi_outcome.V[0] is not None:
+        differences.append(_relative_difference(mpi_outcome.V[0], simulated_outcome.V[j]))
+    worst = comm.allreduce(max(differences), op=_max())
     assert mpi_outcome.iterations == simulated_outcome.iterations == config.iterations
     assert worst <= 1e-12, f"MPI and simulation differ by {worst:.2e} (relative)"
     if j == 0:
