@@ -146,6 +146,11 @@ def _add_run(parser):
 
 def _add_generate(parser):
     parser.add_argument("--output", required=True, metavar="PATH", help="HDF5 file to write (Y, truth/U, truth/V)")
+    parser.add_argument("--problem", choices=["factorization", "completion"], default="factorization",
+                        help="factorization: dense Y; completion: observed entries rows/cols/values (sorted by "
+                             "column, with col_ptr) and attribute shape (default %(default)s)")
+    parser.add_argument("--sampling-rate", type=_number(float, "sampling-rate", minimum=0.0, strict=True), default=0.5,
+                        help="completion: probability that an entry is observed (default %(default)s)")
     parser.add_argument("--rank", type=_number(int, "rank", minimum=1), default=DEFAULTS.rank,
                         help="rank r of the ground truth (default %(default)s)")
     _add_synthetic(parser, n_default=DEFAULTS.n, m_default=DEFAULTS.m)
@@ -197,8 +202,14 @@ def _generate(arguments, comm) -> int:
     def write():
         if comm.Get_rank() == 0:
             check_output_path(arguments.output, arguments.force)
-            data.write_problem(arguments.output, spec)
-            print(f"dgdlocal: wrote a {spec.n}×{spec.m} rank-{spec.r} problem to {arguments.output}", flush=True)
+            if arguments.problem == "completion":
+                if arguments.sampling_rate > 1:
+                    raise InputError(f"The 'sampling-rate' parameter must be in (0, 1]. Got {arguments.sampling_rate}.")
+                data.write_completion(arguments.output, spec, arguments.sampling_rate)
+            else:
+                data.write_problem(arguments.output, spec)
+            print(f"dgdlocal: wrote a {spec.n}×{spec.m} rank-{spec.r} {arguments.problem} problem to "
+                  f"{arguments.output}", flush=True)
 
     collectives.agreed(comm, write)
     return 0

@@ -373,3 +373,20 @@ def write_problem(path: str, spec: SyntheticSpec) -> None:
         for key in ("n", "m", "r", "condition_number", "noise", "seed"):
             handle.attrs[key] = getattr(spec, key)
     del h5py
+
+
+def write_completion(path: str, spec: SyntheticSpec, rate: float) -> None:
+    """Write observed entries of the synthetic matrix: rows, cols, values sorted by column, col_ptr, shape, truth."""
+    from .builders import sample_entries
+    from .results import atomic_h5
+
+    rows, cols, values = sample_entries(spec, rate, 0, spec.m)
+    with atomic_h5(path) as handle:
+        handle["rows"], handle["cols"], handle["values"] = rows, cols, values
+        handle["col_ptr"] = np.searchsorted(cols, np.arange(spec.m + 1))
+        handle.attrs["shape"] = (spec.n, spec.m)
+        handle.attrs["sampling_rate"] = rate
+        handle["truth/U"] = spec.truth_U()
+        handle["truth/V"] = spec.truth_V(0, spec.m)
+        for key in ("n", "m", "r", "condition_number", "noise", "seed"):
+            handle.attrs[key] = getattr(spec, key)

@@ -144,3 +144,36 @@ def test_spectral_initialization_starts_near_the_truth():
     assert random.diagnostics["optimality_error"][0] > 0.99
     assert spectral.diagnostics["optimality_error"][0] < 0.5
     assert spectral.diagnostics["relative_consensus"][0] <= 1e-15   # every rank starts from the same U
+
+
+def test_generated_completion_file_runs_under_mpi_and_matches_the_synthetic_run(tmp_path):
+    from conftest import mpirun
+
+    problem = tmp_path / "completion.h5"
+    code, _, stderr = mpirun(1, "generate", "--problem", "completion", "--n", 30, "--m", 41, "--rank", 2,
+                             "--sampling-rate", 0.5, "--seed", 9, "--output", problem)
+    assert code == 0, stderr
+    results = {}
+    for name, extra in (("file", ["--data", problem]), ("synthetic", ["--n", 30, "--m", 41, "--sampling-rate", 0.5])):
+        output = tmp_path / f"{name}.h5"
+        code, stdout, stderr = mpirun(3, "--problem", "completion", "--rank", 2, "--seed", 9, *extra,
+                                      "--iterations", 300, "--tolerance", 0, "--output", output, timeout=60)
+        assert code == 0, stderr
+        import h5py
+        with h5py.File(output) as handle:
+            results[name] = handle["result/V"][...]
+    np.testing.assert_array_equal(results["file"], results["synthetic"])
+
+
+def test_dense_matrix_with_nan_is_read_as_a_completion_problem(tmp_path):
+    spec = SyntheticSpec(n=10, m=8, r=2, seed=1)
+    Y = spec.truth_U() @ spec.truth_V(0, 8).T
+    Y[np.random.default_rng(0).random(Y.shape) < 0.3] = np.nan
+    path = tmp_path / "Y.npy"
+    np.save(path, Y)
+    from dgdlocal import data
+
+    rows, cols, values, _, _ = data.load_observed(str(path), "Y", 3, 6)
+    observed = ~np.isnan(Y[:, 3:6])
+    assert len(values) == observed.sum()
+    np.testing.assert_array_equal(values, Y[rows, cols])
