@@ -113,8 +113,9 @@ def sample_entries(spec: data.SyntheticSpec, rate: float, lo: int, hi: int):
 def _sensing(config, j, lo, hi, n, m, J):
     """A_j: p_j × (n m_j) with N(0, 1/p_j) entries, so E‖A_j vec X‖² = ‖X‖²; y_j = A_j vec(X⋆_j) + noise."""
     if config.data is not None:
-        raise InputError("--problem sensing reads no --data file; its operators and truth are drawn from --seed.",
-                         collective=True)
+        path, _ = data.split_data_argument(config.data)
+        A, y, truth_U, truth_V = data.load_sensing(path, j, J, lo, hi, n)
+        return problems.Sensing(A, y, n, hi - lo, truth_U, truth_V)
     spec = _spec(config, n, m)
     p_offsets = data.column_partition(default_measurements(config, n, m), J)
     p_j = int(p_offsets[j + 1] - p_offsets[j])

@@ -146,9 +146,14 @@ def _add_run(parser):
 
 def _add_generate(parser):
     parser.add_argument("--output", required=True, metavar="PATH", help="HDF5 file to write (Y, truth/U, truth/V)")
-    parser.add_argument("--problem", choices=["factorization", "completion"], default="factorization",
+    parser.add_argument("--problem", choices=["factorization", "completion", "sensing"], default="factorization",
                         help="factorization: dense Y; completion: observed entries rows/cols/values (sorted by "
-                             "column, with col_ptr) and attribute shape (default %(default)s)")
+                             "column, with col_ptr) and attribute shape; sensing: per-rank operators rank{j}/A, "
+                             "rank{j}/y for --ranks J (default %(default)s)")
+    parser.add_argument("--ranks", type=_number(int, "ranks", minimum=1), default=1,
+                        help="sensing: the number of ranks J the operators are drawn for (default 1)")
+    parser.add_argument("--measurements", type=_number(int, "measurements", minimum=1), default=None,
+                        help="sensing: total measurements p (default 3·max(n,m)·r)")
     parser.add_argument("--sampling-rate", type=_number(float, "sampling-rate", minimum=0.0, strict=True), default=0.5,
                         help="completion: probability that an entry is observed (default %(default)s)")
     parser.add_argument("--rank", type=_number(int, "rank", minimum=1), default=DEFAULTS.rank,
@@ -206,6 +211,11 @@ def _generate(arguments, comm) -> int:
                 if arguments.sampling_rate > 1:
                     raise InputError(f"The 'sampling-rate' parameter must be in (0, 1]. Got {arguments.sampling_rate}.")
                 data.write_completion(arguments.output, spec, arguments.sampling_rate)
+            elif arguments.problem == "sensing":
+                config = runner.RunConfig(problem="sensing", n=spec.n, m=spec.m, rank=spec.r,
+                                          condition_number=spec.condition_number, noise=spec.noise, seed=spec.seed,
+                                          measurements=arguments.measurements)
+                data.write_sensing(arguments.output, config, arguments.ranks)
             else:
                 data.write_problem(arguments.output, spec)
             print(f"dgdlocal: wrote a {spec.n}×{spec.m} rank-{spec.r} {arguments.problem} problem to "

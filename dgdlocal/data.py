@@ -390,3 +390,60 @@ def write_completion(path: str, spec: SyntheticSpec, rate: float) -> None:
         handle["truth/V"] = spec.truth_V(0, spec.m)
         for key in ("n", "m", "r", "condition_number", "noise", "seed"):
             handle.attrs[key] = getattr(spec, key)
+
+
+def sensing_shape(path: str) -> tuple[int, int]:
+    """(n, m) of a sensing file written by `generate --problem sensing`."""
+    import h5py
+
+    if not os.path.exists(path):
+        raise InputError(f"The data file '{path}' does not exist.")
+    try:
+        with h5py.File(path, "r") as handle:
+            if "ranks" not in handle.attrs or "shape" not in handle.attrs:
+                raise InputError(f"The sensing file '{path}' lacks the attributes 'shape' and 'ranks' that "
+                                 "`python -m dgdlocal generate --problem sensing` writes.")
+            n, m = (int(v) for v in handle.attrs["shape"])
+            return n, m
+    except OSError:
+        raise InputError(f"The data file '{path}' is not an HDF5 file.") from None
+
+
+def load_sensing(path: str, j: int, J: int, lo: int, hi: int, n: int):
+    """Rank j's operator A_j (p_j × n·m_j, row-major vec of the n × m_j block), y_j and the truth, if stored."""
+    import h5py
+
+    with h5py.File(path, "r") as handle:
+        ranks = int(handle.attrs["ranks"])
+        if ranks != J or list(handle["offsets"][...]) != list(column_partition(int(handle.attrs["shape"][1]), J)):
+            raise InputError(f"The sensing file '{path}' holds per-rank operators for J={ranks} ranks; this job has "
+                             f"J={J}. Regenerate it with --ranks {J}.")
+        group = handle[f"rank{j}"]
+        A, y = np.asarray(group["A"][...], dtype=np.float64), np.asarray(group["y"][...], dtype=np.float64)
+        if A.shape[1] != n * (hi - lo) or A.shape[0] != y.shape[0]:
+            raise InputError(f"The sensing file '{path}': rank{j}/A has shape {A.shape}, expected (p_j, {n * (hi - lo)}).")
+        truth_U = truth_V = None
+        if "truth" in handle:
+            truth_U = np.asarray(handle["truth/U"][...])
+            truth_V = np.asarray(handle["truth/V"][lo:hi])
+    if not (np.isfinite(A).all() and np.isfinite(y).all()):
+        raise InputError(f"The sensing file '{path}' holds non-finite values for rank {j}.")
+    return A, y, truth_U, truth_V
+
+
+def write_sensing(path: str, config, J: int) -> None:
+    """Write the synthetic sensing problem for J ranks: rank{j}/A, rank{j}/y, offsets, truth, attrs."""
+    from .builders import build
+    from .results import atomic_h5
+
+    offsets = column_partition(config.m, J)
+    spec = SyntheticSpec(config.n, config.m, config.rank, config.condition_number, config.noise, config.seed)
+    with atomic_h5(path) as handle:
+        for j in range(J):
+            local = build(config, j, offsets[j], offsets[j + 1], config.n, config.m, J, np.float64)
+            handle[f"rank{j}/A"], handle[f"rank{j}/y"] = local.A, local.y
+        handle["offsets"] = offsets
+        handle["truth/U"] = spec.truth_U()
+        handle["truth/V"] = spec.truth_V(0, config.m)
+        handle.attrs["shape"] = (config.n, config.m)
+        handle.attrs["ranks"] = J

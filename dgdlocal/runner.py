@@ -117,6 +117,8 @@ def problem_shape(config: RunConfig) -> tuple[int, int]:
         return data_module.observed_shape(path, dataset)
     if config.problem == "least-squares":
         return data_module.equations_shape(path)
+    if config.problem == "sensing":
+        return data_module.sensing_shape(path)
     return data_module.matrix_shape(path, dataset)
 
 

@@ -177,3 +177,25 @@ def test_dense_matrix_with_nan_is_read_as_a_completion_problem(tmp_path):
     observed = ~np.isnan(Y[:, 3:6])
     assert len(values) == observed.sum()
     np.testing.assert_array_equal(values, Y[rows, cols])
+
+
+def test_sensing_file_replays_the_synthetic_problem_and_refuses_another_J(tmp_path):
+    from conftest import mpirun
+    import h5py
+
+    problem = tmp_path / "sensing.h5"
+    code, _, stderr = mpirun(1, "generate", "--problem", "sensing", "--n", 9, "--m", 13, "--rank", 2, "--ranks", 3,
+                             "--seed", 4, "--output", problem)
+    assert code == 0, stderr
+    results = {}
+    for name, extra in (("file", ["--data", problem]), ("synthetic", ["--n", 9, "--m", 13])):
+        output = tmp_path / f"{name}.h5"
+        code, _, stderr = mpirun(3, "--problem", "sensing", "--rank", 2, "--seed", 4, *extra, "--iterations", 200,
+                                 "--tolerance", 0, "--output", output, timeout=60)
+        assert code == 0, stderr
+        with h5py.File(output) as handle:
+            results[name] = handle["result/V"][...]
+    np.testing.assert_array_equal(results["file"], results["synthetic"])
+    code, _, stderr = mpirun(2, "--problem", "sensing", "--rank", 2, "--data", problem, "--output", tmp_path / "x.h5",
+                             timeout=20)
+    assert code == 2 and "for J=3 ranks" in stderr and "Traceback" not in stderr
