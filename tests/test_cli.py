@@ -48,3 +48,31 @@ def test_existing_result_is_not_overwritten_without_force(tmp_path):
     code, _, stderr = mpirun(2, "--output", output, "--iterations", 5, "--force")
     assert code == 0, stderr
     assert h5py.is_hdf5(output)
+
+
+def test_user_weights_with_omega_above_one_half_run_with_a_warning(tmp_path):
+    weights = tmp_path / "W.txt"
+    np.savetxt(weights, [[0.4, 0.6], [0.6, 0.4]])
+    output = tmp_path / "r.h5"
+    code, stdout, stderr = mpirun(2, "--weights", weights, "--output", output, timeout=60)
+    assert code == 0, stderr
+    assert "= 0.6 >= 1/2" in stdout and "--lazy" in stdout and "Thm 2.5" in stdout
+    with h5py.File(output) as handle:
+        assert handle["topology"].attrs["omega"] == pytest.approx(0.6)
+        assert not handle["topology"].attrs["lazy_applied"]
+        np.testing.assert_allclose(handle["topology/weights"][...], [[0.4, 0.6], [0.6, 0.4]])
+
+
+def test_help_lists_every_option_on_rank_zero_only():
+    code, stdout, stderr = mpirun(3, "run", "--help", timeout=30)
+    assert code == 0
+    assert stdout.count("usage: dgdlocal run") == 1
+    for option in ("--data", "--rank", "--topology", "--weights", "--weight-rule", "--edge-probability", "--lazy",
+                   "--init-scale", "--initial", "--step", "--iterations", "--tolerance", "--log-every", "--seed",
+                   "--output", "--dtype", "--force", "--problem", "--balance", "--init", "--simulate"):
+        assert option in stdout, option
+
+
+def test_simulate_refuses_to_run_under_a_multi_rank_job(tmp_path):
+    code, _, stderr = mpirun(2, "run", "--simulate", 4, "--output", tmp_path / "r.h5", timeout=20)
+    assert code == 2 and "without mpirun" in stderr and "Traceback" not in stderr
