@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .problems import factorization_value, factorization_value_and_gradients
+from .problems import factorization_value, factorization_value_and_gradients, squared_norm
 
 STATUS_CONVERGED, STATUS_MAX_ITERS, STATUS_DIVERGED = "converged", "max_iters", "diverged"
 #: The objective "explodes" once it exceeds this multiple of max(f(z_0), ‖Y‖²).
@@ -199,7 +199,7 @@ def run(blocks, U, V, settings: Settings, exchange, reducer, *, on_record=None, 
     """
     step = settings.step_size
     for block in blocks:
-        block.norm2 = float(np.vdot(block.Y, block.Y))
+        block.norm2 = squared_norm(block.Y)
     timing = {"compute": 0.0, "wait": 0.0, "diagnostics": 0.0}
     recorder = _Recorder(settings, 0.0, on_record) if reducer.is_root else None
     truth_norm2 = reducer.sum(np.array([sum(_truth_norm2(b) for b in blocks)]))[0]
@@ -210,15 +210,16 @@ def run(blocks, U, V, settings: Settings, exchange, reducer, *, on_record=None, 
     while True:
         t0 = clock()
         exchange.start(U)
-        computed = [factorization_value_and_gradients(U[j], V[j], block.Y) for j, block in enumerate(blocks)]
+        diagnostic = iteration % settings.log_every == 0 or iteration >= settings.iterations
+        computed = [factorization_value_and_gradients(U[j], V[j], block.Y, value=diagnostic)
+                    for j, block in enumerate(blocks)]
         t1 = clock()
         neighbourhoods = exchange.finish()
         t2 = clock()
         mixed = [mix(entries) for entries in neighbourhoods]
         timing["compute"] += t1 - t0
         timing["wait"] += t2 - t1
-        is_last = iteration >= settings.iterations
-        if iteration % settings.log_every == 0 or is_last:
+        if diagnostic:
             values = [c[0] for c in computed]
             first = reducer.sum(_local_diagnostics(blocks, U, V, values, [c[1] for c in computed],
                                                    [c[2] for c in computed], neighbourhoods, mixed, step))
