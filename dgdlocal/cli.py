@@ -103,7 +103,7 @@ def _add_run(parser):
 
     algorithm = parser.add_argument_group("algorithm")
     algorithm.add_argument("--step", type=_number(float, "step", minimum=0.0, strict=True, allow_auto=True),
-                           default="auto", help="step size µ, or auto: 0.5·(1+λ_min(W̃))/(4σ₁(Y)) (default auto)")
+                           default="auto", help="step size µ, or auto: 0.5·min(1, 1+λ_min(W̃))/(4σ₁(Y)) (default auto)")
     algorithm.add_argument("--iterations", type=_number(int, "iterations", minimum=0), default=DEFAULTS.iterations,
                            help="iteration cap (default %(default)s)")
     algorithm.add_argument("--tolerance", type=_number(float, "tolerance", minimum=0.0), default=DEFAULTS.tolerance,
