@@ -3,7 +3,8 @@
 Every problem is one class holding what rank j owns; the engine (solver.py) only
 calls the methods below, so exchange, diagnostics and output stay shared:
 
-* ``value_and_gradients(U, V)`` → (f_j, ∇_U f_j, ∇_V f_j or None)
+* ``value_and_gradients(U, V, value=True)`` → (f_j, ∇_U f_j, ∇_V f_j or None); with value=False a
+  problem may skip f_j (NaN) for a cheaper pass — the engine asks for it at diagnostic iterations only
 * ``residual_norm2(U, V)``       → the squared residual behind ``relative_error`` at (Ū, V_j)
 * ``data_norm2``                  → its denominator (‖Y_j‖², ‖y_j‖², …)
 * ``truth_error2(U, V)``          → (‖X(Ū, V_j) − X⋆_j‖², ‖X⋆_j‖²), or None without a ground truth
@@ -16,9 +17,26 @@ calls the methods below, so exchange, diagnostics and output stay shared:
 ``U`` is the variable the ranks mix with their neighbours (n × r, or d × 1 for
 least squares); ``V`` is rank j's local variable V_j (m_j × r) or None when the
 problem has none (classical DGD).
+
+Factorization has two single-pass kernels over Y_j, both blocked by rows so a block stays in cache:
+
+* ``factorization_gradients`` (every iteration): the Gram form
+  ∇_U f_j = 2 (U (V_jᵀV_j) − Y_j V_j),  ∇_V f_j = 2 (V_j (UᵀU) − Y_jᵀ U),
+  i.e. Y_j V_j and Uᵀ Y_j in one pass (4 n m_j r flops, no residual written);
+* ``factorization_value_and_gradients`` (diagnostic iterations): the residual
+  U V_jᵀ − Y_j formed one row block at a time (6 n m_j r flops); its value is
+  the exact sum of squared residual entries, with no ‖Y‖² − 2⟨U, Y V⟩ + ⟨UᵀU, VᵀV⟩
+  cancellation (that form cannot report f_j below ~1e-16 ‖Y_j‖², the residual
+  form reaches ~1e-30), so the reported objective is meaningful to the floor.
+
+Both gradients carry the same rounding floor (~eps ‖Y_j‖ ‖V_j‖ per entry), so the
+iterates are the same to rounding whichever kernel computed a step. Objective
+sums are accumulated in float64 also for float32 data.
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 
@@ -31,29 +49,66 @@ def rows_per_block(m_j: int, itemsize: int) -> int:
     return max(1, RESIDUAL_BLOCK_BYTES // max(1, m_j * itemsize))
 
 
-def factorization_value_and_gradients(U, V_j, Y_j):
-    """(f_j, ∇_U f_j, ∇_V f_j) for f_j = ‖U V_jᵀ − Y_j‖_F² in one blocked pass over Y_j:
+def squared_norm(block) -> float:
+    """‖block‖_F² accumulated in float64 (float32 dot products lose ~1e-4 over 10⁷ entries)."""
+    if block.dtype == np.float64:
+        return float(np.vdot(block, block))
+    flat = block.reshape(-1)
+    total = 0.0
+    for lo in range(0, flat.size, 1 << 16):
+        piece = flat[lo:lo + (1 << 16)].astype(np.float64)
+        total += float(np.dot(piece, piece))
+    return total
 
-        ∇_U f_j = 2 (U V_jᵀ − Y_j) V_j,    ∇_V f_j = 2 (U V_jᵀ − Y_j)ᵀ U.
 
-    The residual exists one row block at a time (never n × m_j), and the value is the
-    exact sum of squared residual entries, so it has no ‖Y‖² − 2⟨·⟩ + ⟨·⟩ cancellation floor.
-    """
+def factorization_gradients(U, V_j, Y_j):
+    """(∇_U f_j, ∇_V f_j) = (2 (U VᵀV − Y V), 2 (V UᵀU − Yᵀ U)): one blocked pass computing Y V and Uᵀ Y."""
     n = Y_j.shape[0]
-    grad_U = np.empty_like(U)
-    grad_V = np.zeros_like(V_j)
-    value = 0.0
+    YV = np.empty_like(U)
+    UtY = np.zeros((U.shape[1], Y_j.shape[1]), dtype=np.result_type(U, Y_j))
+    partial = np.empty_like(UtY)
     block = rows_per_block(Y_j.shape[1], Y_j.itemsize)
     for lo in range(0, n, block):
         hi = min(n, lo + block)
-        residual = U[lo:hi] @ V_j.T
+        np.matmul(Y_j[lo:hi], V_j, out=YV[lo:hi])
+        np.matmul(U[lo:hi].T, Y_j[lo:hi], out=partial)
+        UtY += partial
+    grad_U = U @ (V_j.T @ V_j)
+    grad_U -= YV
+    grad_U *= 2.0
+    grad_V = V_j @ (U.T @ U)
+    grad_V -= UtY.T
+    grad_V *= 2.0
+    return grad_U, grad_V
+
+
+def factorization_value_and_gradients(U, V_j, Y_j, *, value=True):
+    """Return (f_j, ∇_U f_j, ∇_V f_j) for f_j = ‖U V_jᵀ − Y_j‖_F², one pass over Y_j.
+
+    value=False skips the exact objective and takes the cheaper Gram-form pass
+    (factorization_gradients); f_j is then returned as NaN.
+    """
+    if not value:
+        return (math.nan, *factorization_gradients(U, V_j, Y_j))
+    n = Y_j.shape[0]
+    grad_U = np.empty_like(U)
+    grad_V = np.zeros_like(V_j)
+    total = 0.0
+    block = rows_per_block(Y_j.shape[1], Y_j.itemsize)
+    buffer = np.empty((min(block, n), Y_j.shape[1]), dtype=np.result_type(U, V_j, Y_j))
+    partial = np.empty_like(V_j)
+    for lo in range(0, n, block):
+        hi = min(n, lo + block)
+        residual = buffer[:hi - lo]
+        np.matmul(U[lo:hi], V_j.T, out=residual)
         residual -= Y_j[lo:hi]
-        value += float(np.vdot(residual, residual))
+        total += squared_norm(residual)
         np.matmul(residual, V_j, out=grad_U[lo:hi])
-        grad_V += residual.T @ U[lo:hi]
+        np.matmul(residual.T, U[lo:hi], out=partial)
+        grad_V += partial
     grad_U *= 2.0
     grad_V *= 2.0
-    return value, grad_U, grad_V
+    return total, grad_U, grad_V
 
 
 def factorization_value(U, V_j, Y_j) -> float:
@@ -65,7 +120,7 @@ def factorization_value(U, V_j, Y_j) -> float:
         hi = min(n, lo + block)
         residual = U[lo:hi] @ V_j.T
         residual -= Y_j[lo:hi]
-        value += float(np.vdot(residual, residual))
+        value += squared_norm(residual)
     return value
 
 
@@ -92,11 +147,11 @@ class Factorization:
 
     def __init__(self, Y, truth_U=None, truth_V=None):
         self.Y, self.truth_U, self.truth_V = Y, truth_U, truth_V
-        self.data_norm2 = float(np.vdot(Y, Y))
+        self.data_norm2 = squared_norm(Y)
         self.data_shape = Y.shape
 
-    def value_and_gradients(self, U, V):
-        return factorization_value_and_gradients(U, V, self.Y)
+    def value_and_gradients(self, U, V, value=True):
+        return factorization_value_and_gradients(U, V, self.Y, value=value)
 
     def residual_norm2(self, U, V):
         return factorization_value(U, V, self.Y)
@@ -145,7 +200,7 @@ class Completion:
             out[:, c] = np.bincount(index, weights=weights * factor[:, c], minlength=length)
         return out
 
-    def value_and_gradients(self, U, V):
+    def value_and_gradients(self, U, V, value=True):
         residual = self._residual(U, V)
         grad_U = 2.0 * self._scatter(residual, V[self.cols], self.rows, self.n)
         grad_V = 2.0 * self._scatter(residual, U[self.rows], self.cols, self.m_j)
@@ -200,7 +255,7 @@ class Sensing:
     def _residual(self, U, V):
         return self.A @ (U @ V.T).ravel() - self.y
 
-    def value_and_gradients(self, U, V):
+    def value_and_gradients(self, U, V, value=True):
         residual = self._residual(U, V)
         G = (self.A.T @ residual).reshape(self.n, self.m_j)
         return 0.5 * float(np.vdot(residual, residual)), G @ V, G.T @ U
@@ -247,7 +302,7 @@ class SymmetricSensing:
     def _residual(self, U):
         return self.A @ (U @ U.T).ravel() - self.y
 
-    def value_and_gradients(self, U, V=None):
+    def value_and_gradients(self, U, V=None, value=True):
         residual = self._residual(U)
         G = (self.A.T @ residual).reshape(self.n, self.n)
         return float(np.vdot(residual, residual)), 2.0 * (G + G.T) @ U, None
@@ -289,7 +344,7 @@ class LeastSquares:
         self.data_norm2 = float(np.vdot(b, b))
         self.data_shape = (A.shape[1], A.shape[0])
 
-    def value_and_gradients(self, x, V=None):
+    def value_and_gradients(self, x, V=None, value=True):
         residual = self.A @ x - self.b
         return float(np.vdot(residual, residual)), 2.0 * (self.A.T @ residual), None
 

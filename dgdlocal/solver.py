@@ -282,7 +282,8 @@ def run(problems, own_ranks, U, V, settings: Settings, exchange, reducer, *, on_
     while True:
         t0 = clock()
         exchange.start(U)
-        computed = [problem.value_and_gradients(U[j], V[j]) for j, problem in enumerate(problems)]
+        diagnostic = iteration % settings.log_every == 0 or iteration >= settings.iterations
+        computed = [problem.value_and_gradients(U[j], V[j], value=diagnostic) for j, problem in enumerate(problems)]
         values = [c[0] for c in computed]
         grads_U = [c[1] for c in computed]
         grads_V = [c[2] for c in computed]
@@ -297,8 +298,7 @@ def run(problems, own_ranks, U, V, settings: Settings, exchange, reducer, *, on_
         mixed = [mix(entries) for entries in neighbourhoods]
         timing["compute"] += t1 - t0
         timing["wait"] += t2 - t1
-        is_last = iteration >= settings.iterations
-        if iteration % settings.log_every == 0 or is_last:
+        if diagnostic:
             first = reducer.sum(_local_diagnostics(problems, U, V, values, grads_U, grads_V, neighbourhoods, mixed,
                                                    step, own_ranks, regularizer))
             mean_U = reducer.sum(_local_sum(U)) / settings.J

@@ -45,3 +45,21 @@ def test_objective_has_no_cancellation_floor_near_the_optimum():
     exact = np.sum((perturbation * np.ones_like(U) @ V.T) ** 2)
     assert value == pytest.approx(exact, rel=1e-6)
     assert value < 1e-20 * np.sum(Y ** 2)
+
+
+def test_gram_form_pass_equals_dense_formula_across_many_row_blocks(monkeypatch):
+    monkeypatch.setattr(problems, "RESIDUAL_BLOCK_BYTES", 64)  # forces one row per block
+    U, V, Y = _random_problem(37, 9, 4, seed=4)
+    value, grad_U, grad_V = problems.factorization_value_and_gradients(U, V, Y, value=False)
+    residual = U @ V.T - Y
+    np.testing.assert_allclose(grad_U, 2 * residual @ V, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(grad_V, 2 * residual.T @ U, rtol=1e-12, atol=1e-12)
+    assert np.isnan(value)
+
+
+def test_float32_objective_is_accumulated_in_float64():
+    Y = np.random.default_rng(5).standard_normal(3_000_000).astype(np.float32)
+    exact = float(np.sum(Y.astype(np.float64) ** 2))
+    assert problems.squared_norm(Y) == pytest.approx(exact, rel=1e-12)
+    U, V = np.ones((1, 1), np.float32), np.zeros((Y.size, 1), np.float32)
+    assert problems.factorization_value(U, V, Y[None, :]) == pytest.approx(exact, rel=1e-12)

@@ -1,0 +1,555 @@
+#!/usr/bin/env python3
+"""Benchmarks of dgdlocal on this machine; writes a JSON file and a markdown table.
+
+    python scripts/bench.py [--quick] [--sections a,b,c,d,e,pingpong,gap,weights] [--out DIR]
+
+Sections (issue 6): a roofline (stream Y_j once vs one iteration), b the three local-gradient
+formulations, c scaling at 1 and 2 ranks (from /timing of the result files), d iterations and
+time to relative error 1e-6 / 1e-10 vs centralized gradient descent and truncated SVDs, e peak
+resident memory per rank vs bytes of Y_j, pingpong the α–β model of the MPI transport, gap
+iterations vs spectral gap in the serial simulation, weights iterations by weight rule × step ×
+topology. Every timing is the median of repeats; ratios are taken in the same run.
+`--quick` shrinks every size so the whole script runs in seconds (a smoke test, not a measurement).
+Never run from the unit tests except as that smoke test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import tracemalloc
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+import numpy as np  # noqa: E402
+
+from dgdlocal import problems, runner  # noqa: E402
+
+SECTIONS = ("a", "b", "c", "d", "e", "pingpong", "gap", "weights")
+MB = 1 << 20
+
+
+def median_time(action, repeats):
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        action()
+        times.append(time.perf_counter() - start)
+    return float(np.median(times))
+
+
+def mpirun(J, args, timeout):
+    command = ["timeout", "-k", "5", str(timeout), "mpirun", "-n", str(J), sys.executable, *args]
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)} failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
+    return done
+
+
+def read_result(path):
+    import h5py
+
+    with h5py.File(path, "r") as handle:
+        out = {name: handle[f"timing/{name}"][...].tolist() for name in handle["timing"]}
+        out["diagnostics"] = {name: handle[f"diagnostics/{name}"][...] for name in handle["diagnostics"]}
+        out["step_size"] = float(handle["config"].attrs["step_size"])
+        out["status"] = str(handle.attrs["status"])
+    return out
+
+
+# --------------------------------------------------------------------------- a: roofline
+
+
+def one_iteration(U, V, Y, mixed, step):
+    """The per-iteration work of one rank: the gradient pass and the two updates."""
+    _, grad_U, grad_V = problems.factorization_value_and_gradients(U, V, Y, value=False)
+    return mixed - step * grad_U, V - step * grad_V
+
+
+def section_a(quick, repeats):
+    sizes = [8, 32] if quick else [8, 64, 256, 512, 1024]
+    ranks = [5] if quick else [1, 2, 5, 10]
+    m_j = 1024 if quick else 8192
+    rng = np.random.default_rng(0)
+    rows = []
+    for dtype in (np.float64, np.float32):
+        for size in sizes:
+            n = size * MB // (np.dtype(dtype).itemsize * m_j)
+            Y = rng.random((n, m_j), dtype=dtype)
+            x = np.ones(m_j, dtype=dtype)
+            for r in ranks:
+                U = rng.random((n, r), dtype=dtype)
+                V = rng.random((m_j, r), dtype=dtype)
+                # interleave the reference and the iteration so both see the same machine load
+                stream, iteration, summed = [], [], []
+                for _ in range(repeats):
+                    stream.append(median_time(lambda: Y @ x, 1))
+                    summed.append(median_time(lambda: np.sum(Y), 1))
+                    iteration.append(median_time(lambda: one_iteration(U, V, Y, U, 1e-3), 1))
+                t_stream, t_sum, t_iter = (float(np.median(v)) for v in (stream, summed, iteration))
+                t_ref = min(t_stream, t_sum)
+                rows.append(dict(dtype=np.dtype(dtype).name, MB=size, n=n, m_j=m_j, r=r, stream_s=t_ref,
+                                 gemv_s=t_stream, sum_s=t_sum, bandwidth_GBs=Y.nbytes / t_ref / 1e9,
+                                 iteration_s=t_iter, ratio=t_iter / t_ref,
+                                 gflops=4 * n * m_j * r / t_iter / 1e9))
+                print(f"a {rows[-1]}", flush=True)
+            del Y
+    table = ["| dtype | Y_j MB | n × m_j | r | stream Y_j once [ms] | GB/s | iteration [ms] | ratio | GFlop/s (4nm r) |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    table += [f"| {x['dtype']} | {x['MB']} | {x['n']}×{x['m_j']} | {x['r']} | {1e3 * x['stream_s']:.2f} | "
+              f"{x['bandwidth_GBs']:.1f} | {1e3 * x['iteration_s']:.2f} | **{x['ratio']:.2f}** | {x['gflops']:.1f} |"
+              for x in rows]
+    return rows, table
+
+
+# --------------------------------------------------------------------------- b: formulations
+
+
+def naive(U, V, Y):
+    R = U @ V.T - Y
+    return float(np.vdot(R, R)), 2 * R @ V, 2 * R.T @ U
+
+
+def gram_two_pass(U, V, Y, y2):
+    YV = Y @ V
+    YtU = Y.T @ U
+    VtV, UtU = V.T @ V, U.T @ U
+    value = y2 - 2 * float(np.vdot(U, YV)) + float(np.vdot(UtU, VtV))
+    return value, 2 * (U @ VtV - YV), 2 * (V @ UtU - YtU)
+
+
+def section_b(quick, repeats):
+    size = 16 if quick else 256
+    r, m_j = 5, (1024 if quick else 8192)
+    n = size * MB // (8 * m_j)
+    rng = np.random.default_rng(1)
+    Y = rng.random((n, m_j))
+    U, V = rng.random((n, r)), rng.random((m_j, r))
+    y2 = float(np.vdot(Y, Y))
+    kernels = {
+        "naive full residual": lambda: naive(U, V, Y),
+        "two-pass Gram form (Y V, Yᵀ U)": lambda: gram_two_pass(U, V, Y, y2),
+        "single blocked pass, residual (diagnostic iterations)":
+            lambda: problems.factorization_value_and_gradients(U, V, Y, value=True),
+        "single blocked pass, Gram form (every other iteration)":
+            lambda: problems.factorization_value_and_gradients(U, V, Y, value=False),
+    }
+    rows = []
+    times = {name: [] for name in kernels}
+    for _ in range(repeats):
+        for name, kernel in kernels.items():
+            times[name].append(median_time(kernel, 1))
+    for name, kernel in kernels.items():
+        tracemalloc.start()
+        kernel()
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        rows.append(dict(kernel=name, seconds=float(np.median(times[name])), peak_extra_MB=peak / MB,
+                         Y_MB=Y.nbytes / MB, n=n, m_j=m_j, r=r))
+        print(f"b {rows[-1]}", flush=True)
+    table = [f"Y_j {n}×{m_j} float64 ({Y.nbytes / MB:.0f} MB), r = {r}; peak = extra numpy memory (tracemalloc) "
+             "beyond Y_j, U, V.", "",
+             "| formulation | time [ms] | vs single Gram pass | peak extra memory [MB] |", "|---|---|---|---|"]
+    base = rows[-1]["seconds"]
+    table += [f"| {x['kernel']} | {1e3 * x['seconds']:.1f} | {x['seconds'] / base:.2f} | {x['peak_extra_MB']:.2f} |"
+              for x in rows]
+    return rows, table
+
+
+# --------------------------------------------------------------------------- c: scaling
+
+
+def run_timed(J, n, m, r, iterations, workdir, tag, extra=()):
+    output = os.path.join(workdir, f"{tag}-J{J}.h5")
+    args = ["-m", "dgdlocal", "run", "--n", str(n), "--m", str(m), "--rank", str(r), "--iterations", str(iterations),
+            "--tolerance", "0", "--log-every", str(iterations), "--step", "1e-4", "--quiet", "--force",
+            "--output", output, *extra]
+    mpirun(J, args, timeout=600)
+    result = read_result(output)
+    os.remove(output)
+    per_rank = [(c + w) / iterations for c, w in zip(result["compute"], result["wait"])]
+    return dict(J=J, n=n, m=m, iteration_s=max(per_rank),
+                wait_share=max(w / (c + w) for c, w in zip(result["compute"], result["wait"])),
+                compute=result["compute"], wait=result["wait"], diagnostics=result["diagnostics"])
+
+
+def section_c(quick, repeats, workdir):
+    n, m_per_rank, r = (400, 2000, 5) if quick else (2000, 8192, 5)
+    iterations = 20 if quick else 60
+    runs = {"strong J=1": (1, 2 * m_per_rank), "strong J=2": (2, 2 * m_per_rank),
+            "weak J=1": (1, m_per_rank), "weak J=2": (2, 2 * m_per_rank)}
+    samples = {name: [] for name in runs}
+    for _ in range(repeats):
+        for name, (J, m) in runs.items():
+            samples[name].append(run_timed(J, n, m, r, iterations, workdir, name.replace(" ", "_").replace("=", "")))
+    med = {name: float(np.median([s["iteration_s"] for s in runs_])) for name, runs_ in samples.items()}
+    wait = {name: float(np.median([s["wait_share"] for s in runs_])) for name, runs_ in samples.items()}
+    result = dict(n=n, m_per_rank=m_per_rank, r=r, iterations=iterations, iteration_s=med, wait_share=wait,
+                  strong_speedup=med["strong J=1"] / med["strong J=2"],
+                  weak_efficiency=med["weak J=1"] / med["weak J=2"],
+                  samples={k: [s["iteration_s"] for s in v] for k, v in samples.items()})
+    print(f"c {result}", flush=True)
+    table = [f"n = {n}, r = {r}, {iterations} iterations, per-iteration time = max over ranks of (compute + wait) "
+             f"from /timing; median of {repeats}.", "",
+             "| run | m | Y_j per rank [MB] | iteration [ms] | wait share (max rank) |", "|---|---|---|---|---|"]
+    for name, (J, m) in runs.items():
+        table.append(f"| {name} | {m} | {n * m // J * 8 / MB:.0f} | {1e3 * med[name]:.2f} | {100 * wait[name]:.1f} % |")
+    table += ["", f"strong-scaling speed-up 1→2 ranks: **{result['strong_speedup']:.2f}** (goal ≥ 1.8); "
+              f"weak-scaling efficiency: **{result['weak_efficiency']:.2f}** (goal ≥ 0.9); "
+              f"largest wait share: **{100 * max(wait.values()):.1f} %** (goal ≤ 10 %)"]
+    return result, table
+
+
+# --------------------------------------------------------------------------- d: time to solution
+
+
+def first_crossing(iterations, elapsed, errors, level):
+    hit = np.flatnonzero(np.asarray(errors) <= level)
+    return (int(iterations[hit[0]]), float(elapsed[hit[0]])) if hit.size else (None, None)
+
+
+def centralized_gd(Y, U, V, step, cap, every, levels):
+    """Plain gradient descent on ‖U Vᵀ − Y‖² (numpy, one process) from the same start and step."""
+    y_norm = np.linalg.norm(Y)
+    found, start = {}, time.perf_counter()
+    for k in range(cap + 1):
+        if k % every == 0:
+            error = np.linalg.norm(U @ V.T - Y) / y_norm
+            for level in levels:
+                if level not in found and error <= level:
+                    found[level] = (k, time.perf_counter() - start)
+            if len(found) == len(levels):
+                break
+        R = U @ V.T - Y
+        U, V = U - step * 2 * R @ V, V - step * 2 * R.T @ U
+    return {level: found.get(level, (None, None)) for level in levels}
+
+
+def section_d(quick, workdir):
+    from scipy.sparse.linalg import svds
+    from sklearn.utils.extmath import randomized_svd
+
+    from dgdlocal import data, solver
+
+    shapes = [(100, 400, 5, 2.0)] if quick else [(100, 400, 5, 2.0), (500, 4000, 10, 10.0)]
+    levels = (1e-6, 1e-10)
+    rows = []
+    for n, m, r, kappa in shapes:
+        cap = 5000 if quick else 200000
+        output = os.path.join(workdir, "d.h5")
+        args = ["-m", "dgdlocal", "run", "--n", str(n), "--m", str(m), "--rank", str(r), "--condition-number",
+                str(kappa), "--iterations", str(cap), "--tolerance", "1e-11", "--log-every", "10", "--quiet",
+                "--force", "--output", output]
+        mpirun(2, args, timeout=1200)
+        result = read_result(output)
+        diag = result["diagnostics"]
+        dgd = {level: first_crossing(diag["iteration"], diag["elapsed"], diag["relative_error"], level) for level in levels}
+        # the same matrix and start, centralized: Ū(0) = mean of the copies, V(0) stacked
+        spec = data.SyntheticSpec(n, m, r, kappa, 0.0, 0)
+        offsets = data.column_partition(m, 2)
+        Y = np.concatenate([data.synthetic_block(spec, j, offsets[j], offsets[j + 1]).Y for j in range(2)], axis=1)
+        sigma1 = float(np.linalg.norm(Y, 2))
+        scale = runner.INIT_SCALE_FACTOR * math.sqrt(sigma1 / max(n, m))
+        starts = [solver.initial_factors(0, 2, j, n, offsets[j + 1] - offsets[j], r, scale) for j in range(2)]
+        U0 = (starts[0][0] + starts[1][0]) / 2
+        V0 = np.concatenate([s[1] for s in starts])
+        central = centralized_gd(Y, U0, V0, result["step_size"], cap, 10, levels)
+        row = dict(n=n, m=m, r=r, condition_number=kappa, step=result["step_size"], dgd=dgd, central=central)
+        y_norm = np.linalg.norm(Y)
+        svd_times = {}
+        for name, action in {
+            "numpy.linalg.svd": lambda: np.linalg.svd(Y, full_matrices=False),
+            "scipy svds": lambda: svds(Y, k=r, random_state=0),
+            "sklearn randomized_svd": lambda: randomized_svd(Y, r, random_state=0),
+        }.items():
+            seconds = median_time(action, 3)
+            P, s, Q = action()
+            if name == "numpy.linalg.svd":
+                P, s, Q = P[:, :r], s[:r], Q[:r]
+            svd_times[name] = (seconds, float(np.linalg.norm((P * s) @ Q - Y) / y_norm))
+        row["svd"] = svd_times
+        rows.append(row)
+        print(f"d {row}", flush=True)
+        os.remove(output)
+    table = ["| matrix | method | iterations to 1e-6 | time [s] | iterations to 1e-10 | time [s] |",
+             "|---|---|---|---|---|---|"]
+    for row in rows:
+        label = f"{row['n']}×{row['m']}, r={row['r']}, κ={row['condition_number']:g}"
+        for method, found in (("DGD+LOCAL, 2 MPI ranks, ring", row["dgd"]), ("centralized GD, same step", row["central"])):
+            cells = []
+            for level in levels:
+                k, t = found[level]
+                cells += [str(k) if k is not None else "not reached", f"{t:.3f}" if t is not None else "—"]
+            table.append(f"| {label} | {method} | " + " | ".join(cells) + " |")
+        ratio = [(row["dgd"][lv][0] / row["central"][lv][0]) if row["dgd"][lv][0] and row["central"][lv][0] else math.nan
+                 for lv in levels]
+        table.append(f"| {label} | iterations DGD / centralized | {ratio[0]:.2f} | | {ratio[1]:.2f} | |")
+        for name, (seconds, error) in row["svd"].items():
+            table.append(f"| {label} | {name} (rel. error {error:.1e}) | — | {seconds:.3f} | — | {seconds:.3f} |")
+    return rows, table
+
+
+# --------------------------------------------------------------------------- e: peak memory
+
+RSS_CHILD = r"""
+import os, resource, runpy, sys
+sys.argv = ["dgdlocal"] + sys.argv[1:]
+try:
+    runpy.run_module("dgdlocal", run_name="__main__", alter_sys=True)
+except SystemExit:
+    pass
+finally:
+    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(f"RSS {os.environ.get('PMI_RANK', '0')} {peak_kb}", file=sys.stderr, flush=True)
+"""
+
+
+def section_e(quick, workdir):
+    shapes = [(400, 4000)] if quick else [(4000, 32768), (8000, 32768)]
+    rows = []
+    for n, m in shapes:
+        path = os.path.join(workdir, "e.h5")
+        subprocess.run([sys.executable, "-m", "dgdlocal", "generate", "--n", str(n), "--m", str(m), "--rank", "5",
+                        "--output", path, "--force"], check=True, capture_output=True, timeout=900)
+        # baseline: the interpreter with dgdlocal, mpi4py, h5py imported and nothing loaded
+        base = mpirun(2, ["-c", RSS_CHILD, "run", "--n", "20", "--m", "40", "--rank", "2", "--iterations", "2", "--quiet",
+                          "--force", "--output", os.path.join(workdir, "e0.h5")], timeout=300)
+        done = mpirun(2, ["-c", RSS_CHILD, "run", "--data", path, "--rank", "5", "--iterations", "5", "--log-every", "5",
+                          "--quiet", "--force", "--output", os.path.join(workdir, "e1.h5")], timeout=900)
+        parse = lambda text: {int(w[1]): int(w[2]) * 1024 for w in (line.split() for line in text.splitlines())
+                              if len(w) == 3 and w[0] == "RSS"}
+        baseline, peak = parse(base.stderr), parse(done.stderr)
+        y_bytes = n * (m // 2) * 8
+        for rank_id in sorted(peak):
+            rows.append(dict(n=n, m=m, rank=rank_id, Y_j_MB=y_bytes / MB, peak_MB=peak[rank_id] / MB,
+                             baseline_MB=baseline.get(rank_id, 0) / MB,
+                             goal_MB=(1.1 * y_bytes + 150 * MB) / MB))
+            print(f"e {rows[-1]}", flush=True)
+        os.remove(path)
+    table = ["| Y (file) | rank | Y_j [MB] | peak RSS [MB] | peak / Y_j | interpreter baseline [MB] | goal 1.1·Y_j + 150 [MB] |",
+             "|---|---|---|---|---|---|---|"]
+    table += [f"| {x['n']}×{x['m']} HDF5 | {x['rank']} | {x['Y_j_MB']:.0f} | {x['peak_MB']:.0f} | "
+              f"{x['peak_MB'] / x['Y_j_MB']:.3f} | {x['baseline_MB']:.0f} | {x['goal_MB']:.0f} "
+              f"({'met' if x['peak_MB'] <= x['goal_MB'] else 'NOT met'}) |" for x in rows]
+    return rows, table
+
+
+# --------------------------------------------------------------------------- α–β ping-pong
+
+PINGPONG_CHILD = r"""
+import json, sys, time
+import numpy as np
+from mpi4py import MPI
+comm = MPI.COMM_WORLD
+rank = comm.Get_rank()
+out = []
+for size in [int(s) for s in sys.argv[1].split(",")]:
+    buf = np.zeros(max(1, size // 8))
+    reps = max(5, min(1000, (1 << 27) // max(size, 1)))
+    for attempt in range(2):
+        comm.Barrier()
+        start = time.perf_counter()
+        for _ in range(reps):
+            if rank == 0:
+                comm.Send(buf, dest=1); comm.Recv(buf, source=1)
+            else:
+                comm.Recv(buf, source=0); comm.Send(buf, dest=0)
+        one_way = (time.perf_counter() - start) / (2 * reps)
+    out.append((buf.nbytes, one_way))
+if rank == 0:
+    print(json.dumps(out))
+"""
+
+
+def section_pingpong(quick):
+    sizes = [8, 1 << 10, 1 << 16, 1 << 20] if quick else [8, 64, 1 << 10, 1 << 13, 1 << 16, 1 << 18, 1 << 20,
+                                                          1 << 22, 1 << 24, 1 << 26]
+    result = {}
+    for label, env in (("shared memory", {}), ("TCP loopback (MPIR_CVAR_NOLOCAL=1)", {"MPIR_CVAR_NOLOCAL": "1"})):
+        command = ["timeout", "-k", "5", "300", "mpirun", "-n", "2", sys.executable, "-c", PINGPONG_CHILD,
+                   ",".join(map(str, sizes))]
+        done = subprocess.run(command, capture_output=True, text=True, env={**os.environ, **env}, check=True)
+        points = json.loads(done.stdout.strip().splitlines()[-1])
+        nbytes = np.array([p[0] for p in points], dtype=float)
+        seconds = np.array([p[1] for p in points])
+        alpha = float(seconds[0])
+        large = nbytes >= (1 << 20)
+        beta = float(np.median((seconds[large] - alpha) / nbytes[large]))
+        result[label] = dict(points=points, alpha_s=alpha, beta_s_per_byte=beta, bandwidth_GBs=1e-9 / beta)
+        print(f"pingpong {label}: α = {alpha * 1e6:.2f} µs, 1/β = {1e-9 / beta:.2f} GB/s", flush=True)
+    table = ["| transport | α (8-byte one-way) [µs] | 1/β (≥ 1 MB) [GB/s] |", "|---|---|---|"]
+    table += [f"| {k} | {v['alpha_s'] * 1e6:.2f} | {v['bandwidth_GBs']:.2f} |" for k, v in result.items()]
+    table += ["", "| message [bytes] | " + " | ".join(result) + " |", "|---|" + "---|" * len(result)]
+    for i, size in enumerate(sizes):
+        table.append(f"| {result[next(iter(result))]['points'][i][0]} | "
+                     + " | ".join(f"{v['points'][i][1] * 1e6:.1f} µs" for v in result.values()) + " |")
+    return result, table
+
+
+# --------------------------------------------------------------------------- serial simulation sweeps
+
+
+def simulate(J, *, n, m, r, topology, rule="metropolis", step="auto", cap=20000, data=None, kappa=2.0,
+             edge_probability=0.5, tolerance=1e-10):
+    """Iterations to relative error ≤ tolerance (and relative consensus ≤ tolerance) in the serial simulation."""
+    config = runner.RunConfig(n=n, m=m, rank=r, topology=topology, weight_rule=rule, step=step, iterations=cap,
+                              tolerance=tolerance, log_every=10, condition_number=kappa, data=data, quiet=True,
+                              edge_probability=edge_probability, simulate=J, force=True,
+                              output=os.path.join(tempfile.gettempdir(), "dgdlocal-bench-unused.h5"))
+    context = runner.simulated_context(J)
+    prepared = runner.prepare(config, context)
+    outcome = runner.solve(prepared, config, context)
+    history = outcome.diagnostics
+    return dict(status=outcome.status, iterations=outcome.iterations if outcome.status == "converged" else None,
+                final_error=float(history["relative_error"][-1]), step=prepared.step_size,
+                step_times_L=prepared.step_size * 4 * prepared.sigma1, sigma1=prepared.sigma1,
+                **{k: float(v) for k, v in prepared.network.summary.items()}, lazy=prepared.network.lazy_applied)
+
+
+def section_gap(quick):
+    Js = [4, 16] if quick else [4, 16, 64, 256]
+    rows = []
+    for J in Js:
+        for name in ("ring", "torus", "exponential"):
+            if name == "torus" and J < 9:
+                continue
+            cap = 2000 if quick else (20000 if J <= 64 else 5000)
+            row = dict(J=J, topology=name, **simulate(J, n=20, m=4 * J, r=2, topology=name, cap=cap))
+            rows.append(row)
+            print(f"gap {row}", flush=True)
+    table = ["n = 20, m_j = 4, r = 2, κ = 2, metropolis weights, --step auto, stop at relative error and relative "
+             "consensus ≤ 1e-10.", "",
+             "| J | topology | spectral gap | λ_min | step·L | iterations to 1e-10 | final rel. error |", "|---|---|---|---|---|---|---|"]
+    table += [f"| {x['J']} | {x['topology']} | {x['spectral_gap']:.2e} | {x['lambda_min']:.3f} | {x['step_times_L']:.3f} | "
+              f"{x['iterations'] if x['iterations'] else 'not reached (cap)'} | {x['final_error']:.1e} |" for x in rows]
+    return rows, table
+
+
+def paper_demo_matrix(path, seed=0):
+    """The paper's demo data: J=10 ranks, n=50, m_j=20, r=10, Y = A Bᵀ with Gaussian factors."""
+    rng = np.random.default_rng(seed)
+    np.save(path, rng.standard_normal((50, 10)) @ rng.standard_normal((200, 10)).T)
+
+
+def section_weights(quick, workdir):
+    demo = os.path.join(workdir, "paper-demo.npy")
+    paper_demo_matrix(demo)
+    rows = []
+    rules = ("metropolis", "max-degree", "laplacian")
+    # step as a multiple of 1/L, L = 4σ₁(Y); "auto" is the current rule
+    multiples = ["auto", 0.25] if quick else ["auto", 0.25, 0.5, 0.75, 1.0]
+    shapes = [dict(label="paper demo J=10 n=50 m_j=20 r=10 ER p=0.3", J=10, n=50, m=200, r=10, data=demo,
+                   topologies=["erdos-renyi"], edge_probability=0.3)]
+    if not quick:
+        shapes += [dict(label="J=16 n=100 m_j=25 r=5 κ=2", J=16, n=100, m=400, r=5, kappa=2.0,
+                        topologies=["ring", "exponential"]),
+                   dict(label="J=16 n=60 m_j=15 r=4 κ=10", J=16, n=60, m=240, r=4, kappa=10.0,
+                        topologies=["torus"])]
+    for shape in shapes:
+        cap = 3000 if quick else (20000 if shape.get("data") else 10000)
+        sigma1 = None
+        for topology_name in shape["topologies"]:
+            for rule in rules:
+                for multiple in multiples:
+                    if multiple == "auto":
+                        step = "auto"
+                    else:
+                        if sigma1 is None:
+                            sigma1 = simulate(shape["J"], n=shape["n"], m=shape["m"], r=shape["r"], topology=topology_name,
+                                              data=shape.get("data"), kappa=shape.get("kappa", 2.0), cap=0,
+                                              edge_probability=shape.get("edge_probability", 0.5))["sigma1"]
+                        step = multiple / (4 * sigma1)
+                    result = simulate(shape["J"], n=shape["n"], m=shape["m"], r=shape["r"], topology=topology_name,
+                                      rule=rule, step=step, cap=cap, data=shape.get("data"),
+                                      kappa=shape.get("kappa", 2.0), edge_probability=shape.get("edge_probability", 0.5))
+                    row = dict(shape=shape["label"], topology=topology_name, rule=rule, step_rule=str(multiple), **result)
+                    rows.append(row)
+                    print(f"weights {row}", flush=True)
+    # the paper's fixed step µ = 1e-3 and 3e-3 on its demo
+    for rule in rules:
+        for step in (1e-3, 3e-3):
+            result = simulate(10, n=50, m=200, r=10, topology="erdos-renyi", rule=rule, step=step, cap=3000 if quick else 20000,
+                              data=demo, edge_probability=0.3)
+            row = dict(shape="paper demo, fixed µ", topology="erdos-renyi", rule=rule, step_rule=f"µ={step:g}", **result)
+            rows.append(row)
+            print(f"weights {row}", flush=True)
+    os.remove(demo)
+    table = ["| problem | topology | weight rule | step (× 1/L) | step·L | ω | λ_min | gap | lazy | iterations to 1e-10 | final rel. error |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    table += [f"| {x['shape']} | {x['topology']} | {x['rule']} | {x['step_rule']} | {x['step_times_L']:.3f} | {x['omega']:.3f} | "
+              f"{x['lambda_min']:.3f} | {x['spectral_gap']:.3f} | {'yes' if x['lazy'] else 'no'} | "
+              f"{x['iterations'] if x['iterations'] else x['status']} | {x['final_error']:.1e} |" for x in rows]
+    return rows, table
+
+
+# --------------------------------------------------------------------------- main
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke test of the script, not a measurement")
+    parser.add_argument("--sections", default=",".join(SECTIONS), help="comma-separated subset of " + ",".join(SECTIONS))
+    parser.add_argument("--repeats", type=int, default=None, help="repeats per timing (default 5, quick 1)")
+    parser.add_argument("--out", default="bench-results", help="directory for bench.json and bench.md")
+    arguments = parser.parse_args(argv)
+    sections = [s for s in arguments.sections.split(",") if s]
+    unknown = set(sections) - set(SECTIONS)
+    if unknown:
+        parser.error(f"unknown sections {sorted(unknown)}; choose from {','.join(SECTIONS)}")
+    repeats = arguments.repeats or (1 if arguments.quick else 5)
+    os.makedirs(arguments.out, exist_ok=True)
+    workdir = tempfile.mkdtemp(prefix="dgdlocal-bench-")
+    meta = dict(date=time.strftime("%Y-%m-%d %H:%M:%S"), quick=arguments.quick, repeats=repeats,
+                python=platform.python_version(), numpy=np.__version__, machine=platform.machine(),
+                cpus=os.cpu_count(), load_average=os.getloadavg(), command=" ".join([sys.argv[0], *(argv or sys.argv[1:])]))
+    results, markdown = {"meta": meta}, [f"# dgdlocal benchmark ({meta['date']}{', QUICK' if arguments.quick else ''})", "",
+                                         f"`{meta['command']}` — {meta['cpus']} CPUs, load average at start "
+                                         f"{meta['load_average'][0]:.1f}, numpy {meta['numpy']}, median of {repeats}", ""]
+    titles = {"a": "a. Roofline: stream Y_j once vs one DGD+LOCAL iteration (one process)",
+              "b": "b. Three formulations of the local gradient",
+              "c": "c. Scaling at 1 and 2 MPI ranks", "d": "d. Iterations and time to relative error 1e-6 / 1e-10",
+              "e": "e. Peak resident memory per rank", "pingpong": "α–β ping-pong at 2 ranks",
+              "gap": "Serial simulation: iterations to 1e-10 vs spectral gap",
+              "weights": "Weight rule × step × topology: iterations to 1e-10"}
+    try:
+        for section in sections:
+            start = time.perf_counter()
+            if section == "a":
+                data, table = section_a(arguments.quick, repeats)
+            elif section == "b":
+                data, table = section_b(arguments.quick, repeats)
+            elif section == "c":
+                data, table = section_c(arguments.quick, max(1, min(repeats, 3)), workdir)
+            elif section == "d":
+                data, table = section_d(arguments.quick, workdir)
+            elif section == "e":
+                data, table = section_e(arguments.quick, workdir)
+            elif section == "pingpong":
+                data, table = section_pingpong(arguments.quick)
+            elif section == "gap":
+                data, table = section_gap(arguments.quick)
+            else:
+                data, table = section_weights(arguments.quick, workdir)
+            results[section] = data
+            markdown += [f"## {titles[section]}", "", *table, "", f"({time.perf_counter() - start:.0f} s)", ""]
+            with open(os.path.join(arguments.out, "bench.json"), "w") as handle:
+                json.dump(results, handle, indent=1, default=lambda o: o.tolist() if hasattr(o, "tolist") else str(o))
+            with open(os.path.join(arguments.out, "bench.md"), "w") as handle:
+                handle.write("\n".join(markdown))
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    print(f"wrote {arguments.out}/bench.json and {arguments.out}/bench.md", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
