@@ -299,3 +299,30 @@ def test_help_of_every_subcommand(command):
         for group in ("configuration file:", "problem and data:", "network:", "algorithm:", "output:"):
             assert group in stdout
         assert "--topology-file" in stdout and "--config" in stdout
+
+
+# --------------------------------------------------------------------------- real data
+
+
+def test_camera_image_factorizes_close_to_the_truncated_svd(tmp_path):
+    """The bundled photograph (data/camera-256.npy, CC0 from scikit-image) on 4 simulated ranks, r = 5."""
+    data = os.path.join(REPOSITORY, "data", "camera-256.npy")
+    Y = np.load(data).astype(np.float64)
+    assert Y.shape == (256, 256) and 0.0 <= Y.min() and Y.max() <= 1.0
+    singular_values = np.linalg.svd(Y, compute_uv=False)
+    best = np.sqrt(np.sum(singular_values[5:] ** 2)) / np.linalg.norm(Y)
+    code, stdout, stderr = dgdlocal("--simulate", 4, "--data", data, "--rank", 5, "--iterations", 3000,
+                                    "--log-every", 500, "--quiet", "--output", tmp_path / "camera.h5")
+    assert code == 0, stderr
+    code, stdout, stderr = dgdlocal("info", tmp_path / "camera.h5", "--json")
+    reached = json.loads(stdout)["final"]["relative_error"]
+    assert best <= reached <= 1.01 * best, (reached, best)
+
+
+def test_loader_script_reproduces_the_committed_copy(tmp_path):
+    pytest.importorskip("skimage")
+    code, _, stderr = launch([sys.executable, os.path.join(REPOSITORY, "data", "make_image.py"),
+                              "--output", str(tmp_path / "camera.npy")])
+    assert code == 0, stderr
+    np.testing.assert_array_equal(np.load(tmp_path / "camera.npy"),
+                                  np.load(os.path.join(REPOSITORY, "data", "camera-256.npy")))
