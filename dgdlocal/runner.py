@@ -228,7 +228,8 @@ def execute(config: RunConfig, context: Context, command: str) -> int:
         from .config import format_compact
 
         source = f" (file {config.config}, then the command line)" if config.config else ""
-        say(context, config, f"dgdlocal: configuration{source}:\n{format_compact(asdict(config))}")
+        shown = {**asdict(config), "n": n, "m": m}  # the data's size when --data is given
+        say(context, config, f"dgdlocal: configuration{source}:\n{format_compact(shown)}")
     say(context, config,
         f"dgdlocal: DGD+LOCAL factorization of a {n}×{m} matrix, rank {r}, on J={J} "
         f"{'simulated ' if config.simulate else ''}ranks; {network.source} network"
