@@ -75,9 +75,9 @@ def build_parser(printer=True) -> argparse.ArgumentParser:
     from . import info, plot  # both import matplotlib / h5py only when they run
 
     info.add_arguments(commands.add_parser("info", help="summarize a result file (text, --json or --toml)",
-                                           printer=printer, description=info.__doc__))
+                                           printer=printer, description=info.DESCRIPTION))
     plot.add_arguments(commands.add_parser("plot", help="draw curves, the network and the reconstruction (matplotlib)",
-                                           printer=printer, description=plot.__doc__,
+                                           printer=printer, description=plot.DESCRIPTION,
                                            formatter_class=argparse.RawDescriptionHelpFormatter))
     return parser
 

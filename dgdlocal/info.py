@@ -7,6 +7,8 @@ import math
 
 import numpy as np
 
+DESCRIPTION = ("Summarize a result file of `dgdlocal run`: status, problem and sizes, network (ω, spectral gap), "
+               "step and its Thm 2.5 bound, final diagnostics and time per rank.")
 #: Final diagnostics in the order they are shown.
 SHOWN_DIAGNOSTICS = ("objective", "relative_error", "optimality_error", "consensus_error", "relative_consensus",
                      "gradient_norm", "stationarity", "balance")

@@ -17,6 +17,14 @@ import numpy as np
 
 from .errors import InputError
 
+DESCRIPTION = """Figures from result files (matplotlib; no display needed).
+
+- curves: objective, relative error, consensus error and gradient norm against the
+  iteration on log scales, one line per result file;
+- --network: the communication graph, node area ∝ the columns m_j a rank owns,
+  edge width ∝ W̃_ij;
+- --image: Y as an image next to the rank-r reconstruction ŪVᵀ (Y is read back
+  from the --data path recorded in the result, or regenerated if synthetic)."""
 CURVES = (("objective", "objective f(z)"), ("relative_error", "relative error ‖ŪVᵀ − Y‖_F / ‖Y‖_F"),
           ("consensus_error", "consensus error Σ_j ‖U_j − Ū‖_F²"), ("gradient_norm", "gradient norm ‖∇g(z)‖"))
 #: Largest Y (entries) that --image loads whole.
