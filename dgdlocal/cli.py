@@ -1,4 +1,4 @@
-"""Command line: `python -m dgdlocal [run|generate] [options]`.
+"""Command line: `python -m dgdlocal [run|generate|info|plot] [options]`.
 
 Every rank parses the same arguments and so reaches the same verdict without
 messages; only the coordinator prints help and errors.
@@ -7,12 +7,14 @@ messages; only the coordinator prints help and errors.
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
+import sys
 
 from . import __version__, builders, runner, topology
 from .errors import InputError
 
-SUBCOMMANDS = ("run", "generate")
+SUBCOMMANDS = ("run", "generate", "info", "plot")
 DEFAULTS = runner.RunConfig()
 
 
@@ -57,16 +59,39 @@ def _number(kind, name, *, minimum=None, strict=False, allow_auto=False):
 
 def build_parser(printer=True) -> argparse.ArgumentParser:
     parser = _Parser(prog="dgdlocal", printer=printer,
-                     description="Distributed low-rank matrix factorization Y ≈ U Vᵀ with DGD+LOCAL over MPI. "
-                                 "Run under mpirun: `mpirun -n J python -m dgdlocal [run] [options]`. "
-                                 "With no subcommand, `run` is assumed.")
+                     formatter_class=argparse.RawDescriptionHelpFormatter,
+                     description="Distributed low-rank matrix factorization Y ≈ U Vᵀ with DGD+LOCAL over MPI.\n"
+                                 "Run under mpirun: `mpirun -n J python -m dgdlocal [run] [options]`.\n"
+                                 "With no subcommand, `run` is assumed.",
+                     epilog=EXAMPLES)
     parser.add_argument("--version", action="version", version=f"dgdlocal {__version__}")
-    commands = parser.add_subparsers(dest="command", metavar="{run,generate}", parser_class=_Parser)
-    _add_run(commands.add_parser("run", help="solve a problem (default); writes one HDF5 result file",
-                                 printer=printer, description="Solve with DGD+LOCAL; rank 0 writes one HDF5 file."))
+    commands = parser.add_subparsers(dest="command", metavar="{run,generate,info,plot}", parser_class=_Parser,
+                                     title="subcommands (`python -m dgdlocal SUBCOMMAND --help` for each)")
+    parser.run_parser = commands.add_parser("run", help="solve a problem (default); writes one HDF5 result file",
+                                            printer=printer, description="Solve with DGD+LOCAL; rank 0 writes one HDF5 file.")
+    _add_run(parser.run_parser)
     _add_generate(commands.add_parser("generate", help="write a synthetic low-rank problem to HDF5", printer=printer,
                                       description="Write Y = U⋆V⋆ᵀ (+ noise) and its ground truth to HDF5."))
+    from . import info, plot  # both import matplotlib / h5py only when they run
+
+    info.add_arguments(commands.add_parser("info", help="summarize a result file (text, --json or --toml)",
+                                           printer=printer, description=info.DESCRIPTION))
+    plot.add_arguments(commands.add_parser("plot", help="draw curves, the network and the reconstruction (matplotlib)",
+                                           printer=printer, description=plot.DESCRIPTION,
+                                           formatter_class=argparse.RawDescriptionHelpFormatter))
     return parser
+
+
+EXAMPLES = """examples:
+  mpirun -n 4 python -m dgdlocal                          the embedded synthetic problem
+  mpirun -n 4 python -m dgdlocal --config run.toml --iterations 500
+                                                          settings from a file, one overridden
+  mpirun -n 4 python -m dgdlocal --data data/camera-256.npy --rank 20 --output camera.h5
+  mpirun -n 6 python -m dgdlocal --topology-file graph.txt
+                                                          network from an edge list
+  python -m dgdlocal info camera.h5 [--json]              summary of a result
+  python -m dgdlocal plot camera.h5 other.h5 -o curves.png --network --image
+"""
 
 
 def _add_synthetic(group, *, n_default, m_default):
@@ -80,6 +105,10 @@ def _add_synthetic(group, *, n_default, m_default):
 
 
 def _add_run(parser):
+    parser.add_argument_group("configuration file").add_argument(
+        "--config", metavar="FILE.toml",
+        help="read any of the options below from a TOML file (keys without dashes, e.g. rank = 10, "
+             "log-every = 50, quiet = true); options given here override it. Unknown keys are an error")
     problem = parser.add_argument_group("problem and data")
     problem.add_argument("--problem", choices=builders.PROBLEMS, default="factorization",
                          help="local objective f_j (default factorization: ‖U V_jᵀ − Y_j‖_F²); see README")
@@ -105,13 +134,18 @@ def _add_run(parser):
     network = parser.add_argument_group("network")
     network.add_argument("--topology", choices=topology.TOPOLOGIES, default=DEFAULTS.topology,
                          help="communication graph over the J ranks (default %(default)s)")
+    network.add_argument("--topology-file", metavar="PATH",
+                         help="graph from a file: a text edge list (one 'i j' per line) or, with networkx, .graphml, "
+                              ".gml, .gexf, .adjlist; nodes 0..J-1, otherwise ranks follow the sorted node labels. "
+                              "--weight-rule applies; replaces --topology")
     network.add_argument("--weights", metavar="PATH",
                          help="J×J mixing matrix W̃ (.npy, .txt/.csv or HDF5); replaces --topology")
     network.add_argument("--weight-rule", choices=topology.WEIGHT_RULES, default=DEFAULTS.weight_rule,
                          help="mixing weights from the graph (default %(default)s); (W+I)/2 is applied when ω ≥ 1/2")
     network.add_argument("--edge-probability", type=_number(float, "edge-probability", minimum=0.0, strict=True),
                          default=DEFAULTS.edge_probability, help="edge probability of erdos-renyi (default %(default)s)")
-    network.add_argument("--lazy", action="store_true", help="apply (W+I)/2 to a --weights matrix")
+    network.add_argument("--lazy", action=argparse.BooleanOptionalAction, default=False,
+                         help="apply (W+I)/2 to a --weights matrix")
 
     algorithm = parser.add_argument_group("algorithm")
     algorithm.add_argument("--step", type=_number(float, "step", minimum=0.0, strict=True, allow_auto=True),
@@ -136,38 +170,49 @@ def _add_run(parser):
     output = parser.add_argument_group("output")
     output.add_argument("--output", default=DEFAULTS.output, metavar="PATH",
                         help="HDF5 result file (default %(default)s)")
-    output.add_argument("--force", action="store_true", help="overwrite an existing --output")
+    output.add_argument("--force", action=argparse.BooleanOptionalAction, default=False,
+                        help="overwrite an existing --output")
     output.add_argument("--log-every", type=_number(int, "log-every", minimum=1), default=DEFAULTS.log_every,
                         help="diagnostics and a progress line every K iterations (default %(default)s)")
-    output.add_argument("--quiet", action="store_true", help="print only warnings, errors and the final summary")
+    output.add_argument("--quiet", action=argparse.BooleanOptionalAction, default=False,
+                        help="print only warnings, errors and the final summary; otherwise the resolved settings "
+                             "and a progress line (in place on a terminal, plain lines in a log file)")
     output.add_argument("--simulate", type=_number(int, "simulate", minimum=1), metavar="J",
                         help="run J virtual ranks serially in this process instead of over MPI")
 
 
 def _add_generate(parser):
-    parser.add_argument("--output", required=True, metavar="PATH", help="HDF5 file to write (Y, truth/U, truth/V)")
-    parser.add_argument("--problem", choices=["factorization", "completion", "sensing"], default="factorization",
-                        help="factorization: dense Y; completion: observed entries rows/cols/values (sorted by "
-                             "column, with col_ptr) and attribute shape; sensing: per-rank operators rank{j}/A, "
-                             "rank{j}/y for --ranks J (default %(default)s)")
-    parser.add_argument("--ranks", type=_number(int, "ranks", minimum=1), default=1,
-                        help="sensing: the number of ranks J the operators are drawn for (default 1)")
-    parser.add_argument("--measurements", type=_number(int, "measurements", minimum=1), default=None,
-                        help="sensing: total measurements p (default 3·max(n,m)·r)")
-    parser.add_argument("--sampling-rate", type=_number(float, "sampling-rate", minimum=0.0, strict=True), default=0.5,
-                        help="completion: probability that an entry is observed (default %(default)s)")
-    parser.add_argument("--rank", type=_number(int, "rank", minimum=1), default=DEFAULTS.rank,
-                        help="rank r of the ground truth (default %(default)s)")
-    _add_synthetic(parser, n_default=DEFAULTS.n, m_default=DEFAULTS.m)
-    parser.add_argument("--seed", type=_number(int, "seed", minimum=0), default=0, help="random seed (default 0)")
-    parser.add_argument("--force", action="store_true", help="overwrite an existing file")
+    output = parser.add_argument_group("output")
+    output.add_argument("--output", required=True, metavar="PATH", help="HDF5 file to write (Y, truth/U, truth/V)")
+    output.add_argument("--force", action="store_true", help="overwrite an existing file")
+    problem = parser.add_argument_group("problem")
+    problem.add_argument("--problem", choices=["factorization", "completion", "sensing"], default="factorization",
+                         help="factorization: dense Y; completion: observed entries rows/cols/values (sorted by "
+                              "column, with col_ptr) and attribute shape; sensing: per-rank operators rank{j}/A, "
+                              "rank{j}/y for --ranks J (default %(default)s)")
+    problem.add_argument("--rank", type=_number(int, "rank", minimum=1), default=DEFAULTS.rank,
+                         help="rank r of the ground truth (default %(default)s)")
+    _add_synthetic(problem, n_default=DEFAULTS.n, m_default=DEFAULTS.m)
+    problem.add_argument("--seed", type=_number(int, "seed", minimum=0), default=0, help="random seed (default 0)")
+    problem.add_argument("--sampling-rate", type=_number(float, "sampling-rate", minimum=0.0, strict=True), default=0.5,
+                         help="completion: probability that an entry is observed (default %(default)s)")
+    problem.add_argument("--ranks", type=_number(int, "ranks", minimum=1), default=1,
+                         help="sensing: the number of ranks J the operators are drawn for (default 1)")
+    problem.add_argument("--measurements", type=_number(int, "measurements", minimum=1), default=None,
+                         help="sensing: total measurements p (default 3·max(n,m)·r)")
 
 
 def parse(argv, printer=True) -> argparse.Namespace:
     argv = list(argv)
     if not argv or (argv[0].startswith("-") and argv[0] not in ("-h", "--help", "--version")):
         argv = ["run"] + argv
-    return build_parser(printer).parse_args(argv)
+    parser = build_parser(printer)
+    arguments = parser.parse_args(argv)
+    if getattr(arguments, "config", None) is not None:
+        from .config import merge
+
+        arguments = parser.parse_args(merge(argv, arguments.config, build_parser(printer=False).run_parser))
+    return arguments
 
 
 def config_from_arguments(arguments: argparse.Namespace) -> runner.RunConfig:
@@ -185,6 +230,8 @@ def main(argv, comm) -> int:
     command = "dgdlocal " + shlex.join(argv)
     if arguments.command == "generate":
         return _generate(arguments, comm)
+    if arguments.command in ("info", "plot"):
+        return _inspect(arguments, comm)
     config = config_from_arguments(arguments)
     if config.simulate is not None:
         if comm.Get_size() > 1:
@@ -222,4 +269,22 @@ def _generate(arguments, comm) -> int:
                   f"{arguments.output}", flush=True)
 
     collectives.agreed(comm, write)
+    return 0
+
+
+def _inspect(arguments, comm) -> int:
+    """`info` and `plot`: rank 0 reads the files and prints or draws; every rank learns of a failure."""
+    from . import collectives, info, plot
+
+    def work():
+        if comm.Get_rank() != 0:
+            return
+        text = info.main(arguments) if arguments.command == "info" else "\n".join(
+            f"dgdlocal: wrote {path}" for path in plot.main(arguments))
+        try:
+            print(text, flush=True)
+        except BrokenPipeError:  # `info --json | head`: the reader left, which is fine
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+    collectives.agreed(comm, work)
     return 0

@@ -114,3 +114,35 @@ def read_result(path: str) -> dict:
                "U": handle["result/U"][...], "V": handle["result/V"][...],
                "timing": {k: v[...] for k, v in handle["timing"].items()} if "timing" in handle else {}}
     return out
+
+
+def inspect_file(path: str) -> dict:
+    """Like read_result, for `info` and `plot`: checks the file first and tolerates missing parts
+    (a checkpoint or an interrupted run); the factors U and V are not loaded."""
+    if not os.path.exists(path):
+        raise InputError(f"The result file '{path}' does not exist.")
+    if not h5py.is_hdf5(path):
+        raise InputError(f"The file '{path}' is not an HDF5 file; give a result file written by `dgdlocal run`.")
+    with h5py.File(path, "r") as handle:
+        if "schema_version" not in handle.attrs and "config" not in handle:
+            raise InputError(f"The HDF5 file '{path}' is not a dgdlocal result (no schema_version, no /config).")
+
+        def attrs(name):
+            return dict(handle[name].attrs) if name in handle else {}
+
+        def group(name):
+            return {k: v[...] for k, v in handle[name].items()} if name in handle else {}
+
+        return {"attrs": dict(handle.attrs), "config": attrs("config"), "topology": attrs("topology"),
+                "weights": handle["topology/weights"][...] if "topology/weights" in handle else None,
+                "offsets": handle["partition/offsets"][...] if "partition/offsets" in handle else None,
+                "diagnostics": group("diagnostics"), "timing": group("timing"),
+                "shapes": {name: handle[name].shape for name in ("result/U", "result/V") if name in handle}}
+
+
+def read_factors(path: str) -> tuple[np.ndarray, np.ndarray]:
+    """Ū (n×r) and V (m×r) of a result file."""
+    with h5py.File(path, "r") as handle:
+        if "result/U" not in handle or "result/V" not in handle:
+            raise InputError(f"The result file '{path}' holds no factors (/result/U, /result/V).")
+        return handle["result/U"][...], handle["result/V"][...]

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import math
 import sys
-import time
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -61,6 +60,8 @@ class RunConfig:
     dtype: str = "float64"
     simulate: int | None = None
     quiet: bool = False
+    topology_file: str | None = None
+    config: str | None = None
 
 
 class Context:
@@ -100,6 +101,12 @@ def say(context: Context, config: RunConfig, text: str, *, always=False) -> None
 
 def build_network(config: RunConfig, J: int):
     """The mixing matrix W̃ (built-in topology and rule, or a user file) and any warnings."""
+    if config.weights is not None and config.topology_file is not None:
+        raise InputError("Give either --weights or --topology-file, not both.")
+    if config.topology_file is not None:
+        from .graph_files import network_from_file
+
+        return network_from_file(config.topology_file, J, rule=config.weight_rule)
     if config.weights is not None:
         W = data_module.load_small_matrix(config.weights, "weights")
         return topology.network_from_weights(W, J, lazy_transform=config.lazy)
@@ -280,6 +287,12 @@ def execute(config: RunConfig, context: Context, command: str) -> int:
     summary = network.summary
     for warning in prepared.warnings:
         say(context, config, f"warning: {warning}", always=True)
+    if context.is_root and not config.quiet:
+        from .config import format_compact
+
+        source = f" (file {config.config}, then the command line)" if config.config else ""
+        shown = {**asdict(config), "n": n, "m": m}  # the data's size when --data is given
+        say(context, config, f"dgdlocal: configuration{source}:\n{format_compact(shown)}")
     say(context, config,
         f"dgdlocal: {'DGD+LOCAL' if prepared.problems[0].has_local else 'classical DGD'} {config.problem}, "
         f"{n}×{m}, rank {r}, on J={J} "
@@ -289,7 +302,12 @@ def execute(config: RunConfig, context: Context, command: str) -> int:
         f"dgdlocal: step {prepared.step_size:.3g} ({'auto' if config.step == 'auto' else 'given'}; "
         f"Thm 2.5 bound (1-2ω)/L = {prepared.step_bound:.3g} with L ≈ {prepared.lipschitz:.3g}), "
         f"up to {config.iterations} iterations, tolerance {config.tolerance:g}")
-    outcome = solve(prepared, config, context, on_record=_progress_printer(context, config))
+    progress = _progress_printer(context, config)
+    try:
+        outcome = solve(prepared, config, context, on_record=progress)
+    finally:
+        if progress is not None:
+            progress.finish()
 
     has_local = prepared.problems[0].has_local
     V_full = context.reducer.gather_rows(outcome.V) if has_local else np.zeros((0, r))
@@ -312,20 +330,12 @@ def execute(config: RunConfig, context: Context, command: str) -> int:
 
 
 def _progress_printer(context: Context, config: RunConfig):
+    """Progress lines on the coordinator (in place on a terminal, plain lines in a log); None if quiet."""
     if not context.is_root or config.quiet:
         return None
-    state = {"last_time": time.perf_counter(), "last_iteration": 0}
+    from .progress import Progress
 
-    def progress(record):
-        now = time.perf_counter()
-        done = record["iteration"] - state["last_iteration"]
-        rate = done / (now - state["last_time"]) if done else math.nan
-        state.update(last_time=now, last_iteration=record["iteration"])
-        print(f"iter {record['iteration']:>7d}  objective {record['objective']:.3e}  "
-              f"rel.err {record['relative_error']:.3e}  consensus {record['consensus_error']:.3e}  "
-              f"{rate:8.0f} it/s", flush=True)
-
-    return progress
+    return Progress(config.iterations)
 
 
 def _print_summary(config: RunConfig, outcome, timing) -> None:
