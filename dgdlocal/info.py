@@ -116,7 +116,7 @@ def format_text(summary: dict) -> str:
         if "within_bound" in step:
             verdict = "  (below the bound)" if step["within_bound"] else "  (above this sufficient bound)"
         lines.append(f"step          µ = {step['step_size']:.4g} ({step['rule']}); Thm 2.5 bound (1−2ω)/L = "
-                     f"{_number(step['bound_thm25'], '.4g')} with L = 4σ₁ = {_number(step['lipschitz_estimate'], '.4g')}"
+                     f"{_number(step['bound_thm25'], '.4g')} with L ≈ {_number(step['lipschitz_estimate'], '.4g')}"
                      + verdict)
     elapsed = iterations["elapsed_s"]
     lines.append(f"iterations    {iterations['done']} of at most {iterations['cap']}, tolerance {iterations['tolerance']}"
