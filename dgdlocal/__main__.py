@@ -24,6 +24,26 @@ def _abort(comm, code: int) -> None:
     os._exit(code)
 
 
+BLAS_THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def _share_cores_among_local_ranks(comm) -> None:
+    """Give each rank cores // (ranks on this node) BLAS threads unless the user chose a count.
+
+    Must run before numpy is first imported (OpenBLAS reads the variables when it loads);
+    without it, 4 ranks on 2 cores each start 2 BLAS threads and slow down many times over.
+    """
+    if any(name in os.environ for name in BLAS_THREAD_VARIABLES) or "numpy" in sys.modules:
+        return
+    from mpi4py import MPI
+
+    node = comm.Split_type(MPI.COMM_TYPE_SHARED)
+    threads = max(1, (os.cpu_count() or 1) // node.Get_size())
+    node.Free()
+    for name in BLAS_THREAD_VARIABLES:
+        os.environ[name] = str(threads)
+
+
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     try:
@@ -32,9 +52,10 @@ def main(argv=None) -> int:
         print(f"dgdlocal: error: mpi4py cannot be imported ({exc}); install MPI, e.g. pip install 'dgdlocal[mpi]'",
               file=sys.stderr)
         return 2
+    comm = MPI.COMM_WORLD
+    _share_cores_among_local_ranks(comm)
     from . import cli
 
-    comm = MPI.COMM_WORLD
     rank = comm.Get_rank()
     try:
         return cli.main(argv, comm)
