@@ -123,8 +123,9 @@ class ClaimTable:
     def __init__(self, title: str):
         self.title, self.rows, self.values = title, [], {}
 
-    def add(self, claim: str, measured: str, ok: bool, **values):
-        self.rows.append((claim, measured, "yes" if ok else "NO"))
+    def add(self, claim: str, measured: str, ok: bool | None, **values):
+        """ok None: a measured finding, not a claim of the paper (shown as n/a)."""
+        self.rows.append((claim, measured, "n/a" if ok is None else "yes" if ok else "NO"))
         self.values.update(values)
         return ok
 
@@ -136,7 +137,7 @@ class ClaimTable:
 
     @property
     def all_hold(self) -> bool:
-        return all(row[2] == "yes" for row in self.rows)
+        return all(row[2] != "NO" for row in self.rows)
 
 
 def write_summary(path: str, arrays: dict, attrs: dict | None = None) -> None:
