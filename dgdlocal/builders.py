@@ -46,7 +46,7 @@ def split_count(config, n: int, m: int) -> int:
 
 
 def _spec(config, n, m):
-    return data.SyntheticSpec(n, m, config.rank, config.condition_number, config.noise, config.seed)
+    return data.SyntheticSpec(n, m, config.rank, config.condition_number, config.noise, config.seed, config.truth)
 
 
 def build(config, j: int, lo: int, hi: int, n: int, m: int, J: int, dtype):

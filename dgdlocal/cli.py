@@ -102,6 +102,9 @@ def _add_synthetic(group, *, n_default, m_default):
                        help="σ₁/σ_r of the synthetic matrix; singular values spaced geometrically (default %(default)s)")
     group.add_argument("--noise", type=_number(float, "noise", minimum=0.0), default=0.0,
                        help="Gaussian noise, as a fraction of ‖U⋆V⋆ᵀ‖_F (default 0: exact rank r)")
+    group.add_argument("--truth", choices=["orthonormal", "gaussian"], default="orthonormal",
+                       help="synthetic U⋆, V⋆: orthonormal with geometric singular values (default), or i.i.d. "
+                            "N(0, 1) entries as in the papers' sensing experiments (ignores --condition-number)")
 
 
 def _add_run(parser):
@@ -249,7 +252,7 @@ def _generate(arguments, comm) -> int:
         raise InputError(f"The 'rank' parameter must be at most min(n, m) = {min(arguments.n, arguments.m)}. "
                          f"Got {arguments.rank} instead.", collective=True)
     spec = data.SyntheticSpec(arguments.n, arguments.m, arguments.rank, arguments.condition_number,
-                              arguments.noise, arguments.seed)
+                              arguments.noise, arguments.seed, arguments.truth)
 
     def write():
         if comm.Get_rank() == 0:

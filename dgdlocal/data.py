@@ -45,7 +45,9 @@ def _stream(seed: int, *key: int) -> np.random.Generator:
 @dataclass(frozen=True)
 class SyntheticSpec:
     """Y = U⋆ V⋆ᵀ + noise, with U⋆ = Q diag(σ), σ_i geometric from 1 down to 1/condition_number,
-    Q (n×r) and V⋆ (m×r) orthonormal; noise N(0, s²) with s = noise · ‖U⋆V⋆ᵀ‖_F / √(n m)."""
+    Q (n×r) and V⋆ (m×r) orthonormal; noise N(0, s²) with s = noise · ‖U⋆V⋆ᵀ‖_F / √(n m).
+    truth="gaussian": U⋆ and V⋆ with i.i.d. N(0, 1) entries instead (the papers' sensing set-up;
+    condition_number is then ignored)."""
 
     n: int
     m: int
@@ -53,14 +55,21 @@ class SyntheticSpec:
     condition_number: float = 1.0
     noise: float = 0.0
     seed: int = 0
+    truth: str = "orthonormal"
 
     def singular_values(self) -> np.ndarray:
+        if self.truth == "gaussian":
+            U, gram = self.truth_U(), self._v_gram()
+            return np.sqrt(np.sort(np.maximum(np.linalg.eigvals((U.T @ U) @ gram).real, 0.0))[::-1])
         if self.r == 1:
             return np.ones(1)
         return self.condition_number ** (-np.arange(self.r) / (self.r - 1))
 
     def truth_U(self) -> np.ndarray:
-        Q, _ = np.linalg.qr(_stream(self.seed, _KEY_U).standard_normal((self.n, self.r)))
+        G = _stream(self.seed, _KEY_U).standard_normal((self.n, self.r))
+        if self.truth == "gaussian":
+            return G
+        Q, _ = np.linalg.qr(G)
         return Q * self.singular_values()
 
     def _v_chunk(self, c: int) -> np.ndarray:
@@ -68,17 +77,22 @@ class SyntheticSpec:
         return _stream(self.seed, _KEY_V, c).standard_normal((rows, self.r))
 
     def truth_V(self, lo: int, hi: int) -> np.ndarray:
-        """Rows lo:hi of the orthonormal V⋆ = G R⁻¹, GᵀG = RᵀR, G drawn in fixed chunks."""
-        chunks = range(-(-self.m // V_CHUNK_ROWS))
-        gram = np.zeros((self.r, self.r))
-        for c in chunks:
-            G = self._v_chunk(c)
-            gram += G.T @ G
-        R = np.linalg.cholesky(gram).T
+        """Rows lo:hi of the orthonormal V⋆ = G R⁻¹, GᵀG = RᵀR, G drawn in fixed chunks (G itself if gaussian)."""
         first, last = lo // V_CHUNK_ROWS, max(lo, hi - 1) // V_CHUNK_ROWS
         G = np.concatenate([self._v_chunk(c) for c in range(first, last + 1)])
         G = G[lo - first * V_CHUNK_ROWS: hi - first * V_CHUNK_ROWS]
+        if self.truth == "gaussian":
+            return G
+        R = np.linalg.cholesky(self._v_gram()).T
         return np.linalg.solve(R.T, G.T).T
+
+    def _v_gram(self) -> np.ndarray:
+        """GᵀG over all m rows of the Gaussian draw behind V⋆."""
+        gram = np.zeros((self.r, self.r))
+        for c in range(-(-self.m // V_CHUNK_ROWS)):
+            G = self._v_chunk(c)
+            gram += G.T @ G
+        return gram
 
     def noise_block(self, lo: int, hi: int) -> np.ndarray:
         """Columns lo:hi of the noise matrix (n × (hi−lo))."""

@@ -39,6 +39,7 @@ class RunConfig:
     rank: int = DEFAULT_R
     condition_number: float = DEFAULT_CONDITION_NUMBER
     noise: float = 0.0
+    truth: str = "orthonormal"
     sampling_rate: float = 0.5
     measurements: int | None = None
     balance: float = 0.0
