@@ -62,8 +62,9 @@ def build_parser(printer=True) -> argparse.ArgumentParser:
                                  "With no subcommand, `run` is assumed.")
     parser.add_argument("--version", action="version", version=f"dgdlocal {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="{run,generate}", parser_class=_Parser)
-    _add_run(commands.add_parser("run", help="solve a problem (default); writes one HDF5 result file",
-                                 printer=printer, description="Solve with DGD+LOCAL; rank 0 writes one HDF5 file."))
+    parser.run_parser = commands.add_parser("run", help="solve a problem (default); writes one HDF5 result file",
+                                            printer=printer, description="Solve with DGD+LOCAL; rank 0 writes one HDF5 file.")
+    _add_run(parser.run_parser)
     _add_generate(commands.add_parser("generate", help="write a synthetic low-rank problem to HDF5", printer=printer,
                                       description="Write Y = U⋆V⋆ᵀ (+ noise) and its ground truth to HDF5."))
     return parser
@@ -128,6 +129,15 @@ def _add_run(parser):
     output.add_argument("--simulate", type=_number(int, "simulate", minimum=1), metavar="J",
                         help="run J virtual ranks serially in this process instead of over MPI")
 
+    restart = parser.add_argument_group("checkpoint and restart")
+    restart.add_argument("--checkpoint-every", type=_number(int, "checkpoint-every", minimum=0), metavar="K",
+                         default=DEFAULTS.checkpoint_every,
+                         help="write a checkpoint (every rank's factors, status running) into the result file "
+                              "every K iterations; 0: only when stopped by a signal (default %(default)s)")
+    restart.add_argument("--resume", metavar="RESULT.h5",
+                         help="continue the run whose checkpoint is in RESULT.h5, with its settings, on the same "
+                              "number of ranks; the result goes into the same file unless --output is given")
+
 
 def _add_generate(parser):
     parser.add_argument("--output", required=True, metavar="PATH", help="HDF5 file to write (Y, truth/U, truth/V)")
@@ -143,6 +153,17 @@ def parse(argv, printer=True) -> argparse.Namespace:
     if not argv or (argv[0].startswith("-") and argv[0] not in ("-h", "--help", "--version")):
         argv = ["run"] + argv
     return build_parser(printer).parse_args(argv)
+
+
+def given_options(argv) -> set:
+    """Names of the `run` options typed in argv (as opposed to left at their defaults)."""
+    parser = build_parser(printer=False)
+    for action in parser.run_parser._actions:  # noqa: SLF001 - argparse has no public accessor
+        action.default = argparse.SUPPRESS
+    argv = list(argv)
+    if not argv or argv[0].startswith("-"):
+        argv = ["run"] + argv
+    return set(vars(parser.parse_args(argv))) - {"command"}
 
 
 def config_from_arguments(arguments: argparse.Namespace) -> runner.RunConfig:
@@ -165,8 +186,12 @@ def main(argv, comm) -> int:
         if comm.Get_size() > 1:
             raise InputError("--simulate runs every rank in one process; start it without mpirun "
                              f"(got an MPI job of {comm.Get_size()} ranks).", collective=True)
-        return runner.execute(config, runner.simulated_context(config.simulate), command)
-    return runner.execute(config, runner.mpi_context(comm), command)
+        context = runner.simulated_context(config.simulate)
+    else:
+        context = runner.mpi_context(comm)
+    if config.resume is not None:
+        config = runner.resumed_config(config, given_options(argv), context)
+    return runner.execute(config, context, command)
 
 
 def _generate(arguments, comm) -> int:

@@ -58,6 +58,7 @@ class Reducer:
     def __init__(self, comm):
         self.comm = comm
         self.is_root = comm.Get_rank() == 0
+        self._flag = np.zeros(1, dtype=np.bool_)
 
     def sum(self, local: np.ndarray) -> np.ndarray:
         """Σ over ranks of `local` (every rank gets the total)."""
@@ -69,6 +70,12 @@ class Reducer:
     def decide(self, decision):
         """The coordinator's decision, on every rank."""
         return self.comm.bcast(decision, root=0)
+
+    def any(self, flag: bool) -> bool:
+        """True on every rank if `flag` is True on any rank (one 1-byte allreduce)."""
+        self._flag[0] = flag
+        self.comm.Allreduce(MPI.IN_PLACE, self._flag, op=MPI.LOR)
+        return bool(self._flag[0])
 
     def gather_rows(self, blocks: list) -> np.ndarray | None:
         """Stack every rank's row block (m_j × r) in rank order on the coordinator."""

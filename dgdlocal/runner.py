@@ -9,17 +9,24 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import signal
 import sys
 import time
 from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from . import checkpoint as checkpoint_module
 from . import data as data_module
 from . import solver, topology
 from .errors import InputError
+from .signals import StopRequest
 
-EXIT_OK, EXIT_CRASH, EXIT_INPUT, EXIT_DIVERGED = 0, 1, 2, 3
+EXIT_OK, EXIT_CRASH, EXIT_INPUT, EXIT_DIVERGED, EXIT_INTERRUPTED = 0, 1, 2, 3, 4
+#: Test-only fault injection, read in `_test_fault` alone: "raise:RANK:ITER" or "kill:RANK:ITER"
+#: makes MPI rank RANK raise an exception, or SIGKILL itself, at iteration ITER.
+TEST_FAULT_VARIABLE = "DGDLOCAL_TEST_FAULT"
 
 #: The embedded problem solved by `python -m dgdlocal` with no options.
 DEFAULT_N, DEFAULT_M, DEFAULT_R = 100, 400, 5
@@ -56,6 +63,8 @@ class RunConfig:
     dtype: str = "float64"
     simulate: int | None = None
     quiet: bool = False
+    checkpoint_every: int = 0
+    resume: str | None = None
 
 
 class Context:
@@ -142,6 +151,10 @@ class Prepared:
     step_size: float
     step_bound: float
     init_scale: float
+    fingerprint: str | None = None        # of the data (coordinator only)
+    start_iteration: int = 0              # > 0 when resumed from a checkpoint
+    history: dict | None = None           # diagnostics before start_iteration (coordinator only)
+    elapsed_before: float = 0.0           # seconds spent before the checkpoint
 
     def step_attributes(self, config: RunConfig) -> dict:
         return {"step_size": self.step_size, "step_rule": "auto" if config.step == "auto" else "given",
@@ -162,7 +175,8 @@ def prepare(config: RunConfig, context: Context) -> Prepared:
         if context.is_root:
             from .results import check_output_path, remove_stale_temporaries
 
-            check_output_path(config.output, config.force)
+            into_itself = config.resume is not None and _same_file(config.resume, config.output)
+            check_output_path(config.output, config.force or into_itself)
             remove_stale_temporaries(config.output)
 
     context.agree(check_output)
@@ -185,7 +199,19 @@ def prepare(config: RunConfig, context: Context) -> Prepared:
                          "without self-weights): the copies of U would oscillate forever instead of reaching "
                          "consensus. Pass --lazy to use (W+I)/2.", collective=True)
     step_size = solver.auto_step(sigma1, summary["lambda_min"]) if config.step == "auto" else float(config.step)
-    if config.initial is not None:
+    digests = context.reducer.gather_values([checkpoint_module.block_digest(b.Y) for b in blocks])
+    fingerprint = checkpoint_module.data_fingerprint(digests) if context.is_root else None
+    if config.resume is not None:
+        from .results import read_checkpoint, read_checkpoint_factors
+
+        state = context.agree(read_checkpoint, config.resume)
+        attrs = state["attrs"]
+        context.agree(lambda: context.is_root and checkpoint_module.check_fingerprint(attrs, fingerprint, config.resume))
+        starts = context.agree(lambda: [read_checkpoint_factors(config.resume, b.j, b.lo, b.hi) for b in blocks])
+        step_size, init_scale = float(attrs["step_size"]), float(attrs["init_scale_used"])
+        resumed = dict(start_iteration=int(attrs["iteration"]), elapsed_before=float(attrs["elapsed"]),
+                       history=state["history"] if context.is_root else None)
+    elif config.initial is not None:
         starts = context.agree(lambda: [data_module.load_initial(config.initial, b.j, J, n, b.lo, b.hi, r) for b in blocks])
         init_scale = math.nan
     else:
@@ -194,24 +220,52 @@ def prepare(config: RunConfig, context: Context) -> Prepared:
         starts = [solver.initial_factors(config.seed, J, b.j, n, b.hi - b.lo, r, init_scale) for b in blocks]
     U = [np.ascontiguousarray(s[0], dtype=dtype) for s in starts]
     V = [np.ascontiguousarray(s[1], dtype=dtype) for s in starts]
-    return Prepared(n, m, r, offsets, network, warnings, blocks, U, V, sigma1, step_size, step_bound, init_scale)
+    return Prepared(n, m, r, offsets, network, warnings, blocks, U, V, sigma1, step_size, step_bound, init_scale,
+                    fingerprint, **(resumed if config.resume is not None else {}))
 
 
-def solve(prepared: Prepared, config: RunConfig, context: Context, on_record=None) -> solver.Outcome:
-    """Run DGD+LOCAL on a prepared problem (no files written)."""
+def _same_file(a: str, b: str) -> bool:
+    return os.path.realpath(a) == os.path.realpath(b)
+
+
+def resumed_config(config: RunConfig, given: set, context: Context) -> RunConfig:
+    """The configuration of `--resume FILE`: the checkpoint's, with the continuation options given."""
+    from .results import read_checkpoint
+
+    attrs = context.agree(read_checkpoint, config.resume)["attrs"]
+    return RunConfig(**checkpoint_module.resumed_settings(attrs, asdict(config), given, config.resume, context.J))
+
+
+def solve(prepared: Prepared, config: RunConfig, context: Context, on_record=None, interrupt=None,
+          checkpoint=None) -> solver.Outcome:
+    """Run DGD+LOCAL on a prepared problem (files are written only by the `checkpoint` callback)."""
     settings = solver.Settings(step_size=prepared.step_size, iterations=config.iterations, tolerance=config.tolerance,
                                log_every=config.log_every, J=context.J, weights=prepared.network.weights)
     exchange = context.make_exchange(prepared.network.weights, (prepared.n, prepared.r), np.dtype(config.dtype))
     try:
         return solver.run(prepared.blocks, prepared.U, prepared.V, settings, exchange, context.reducer,
-                          on_record=on_record)
+                          on_record=on_record, start_iteration=prepared.start_iteration,
+                          history=prepared.history, interrupt=interrupt, checkpoint=checkpoint,
+                          checkpoint_every=config.checkpoint_every if checkpoint is not None else 0)
     finally:
         if hasattr(exchange, "free"):
             exchange.free()
 
 
 def execute(config: RunConfig, context: Context, command: str) -> int:
-    """Run the configured problem on `context`, write the result file; return the exit code."""
+    """Run the configured problem on `context`, write the result file; return the exit code.
+
+    SIGTERM, SIGINT or SIGUSR1 at any time from here on stop the run at the next iteration
+    (the same on every rank): the result file gets status interrupted and a checkpoint.
+    """
+    stop = StopRequest.install()
+    try:
+        return _execute(config, context, command, stop)
+    finally:
+        stop.restore()
+
+
+def _execute(config: RunConfig, context: Context, command: str, stop: StopRequest) -> int:
     prepared = prepare(config, context)
     n, m, r, J, network = prepared.n, prepared.m, prepared.r, context.J, prepared.network
     summary = network.summary
@@ -225,31 +279,100 @@ def execute(config: RunConfig, context: Context, command: str) -> int:
         f"dgdlocal: step {prepared.step_size:.3g} ({'auto' if config.step == 'auto' else 'given'}; "
         f"Thm 2.5 bound (1-2ω)/L = {prepared.step_bound:.3g} with L = 4σ₁ = {4 * prepared.sigma1:.3g}), "
         f"up to {config.iterations} iterations, tolerance {config.tolerance:g}")
-    outcome = solve(prepared, config, context, on_record=_progress_printer(context, config))
+    if config.resume is not None:
+        say(context, config, f"dgdlocal: resuming from iteration {prepared.start_iteration} of {config.resume}")
+    writer = _ResultWriter(prepared, config, context, command)
+    fault = _test_fault(context)
 
-    V_full = context.reducer.gather_rows(outcome.V)
+    def interrupt(iteration):
+        if fault is not None:
+            fault(iteration)
+        return context.reducer.any(stop.is_set())
+
+    def checkpoint(iteration, U, V, history):
+        writer.write(solver.STATUS_RUNNING, iteration, U, V, history)
+
+    outcome = solve(prepared, config, context, on_record=_progress_printer(context, config, prepared.start_iteration),
+                    interrupt=interrupt, checkpoint=checkpoint)
+
     # The simulation cannot tell its virtual ranks' time apart: each gets an equal share.
     blocks = prepared.blocks
     timing = {name: context.reducer.gather_values([seconds / len(blocks)] * len(blocks))
               for name, seconds in outcome.timing.items()}
+    interrupted = outcome.status == solver.STATUS_INTERRUPTED
+    writer.write(outcome.status, outcome.iterations, outcome.U, outcome.V, outcome.diagnostics,
+                 mean_U=outcome.mean_U, timing=timing, with_checkpoint=interrupted or config.checkpoint_every > 0)
     if context.is_root:
-        from .results import write_result
-
-        resolved = asdict(config)
-        resolved.update(n=n, m=m, r=r, J=J)
-        topology_attrs = {"source": network.source, "lazy_applied": network.lazy_applied, **summary}
-        write_result(config.output, status=outcome.status, command=command, mpi_size=J, config=resolved,
-                     weights=network.weights, topology=topology_attrs, offsets=prepared.offsets,
-                     diagnostics=outcome.diagnostics, U=outcome.mean_U, V=V_full, timing=timing,
-                     step=prepared.step_attributes(config))
-        _print_summary(config, outcome, timing)
+        _print_summary(config, outcome, timing, stop.received, J)
+    if interrupted:
+        return EXIT_INTERRUPTED
     return EXIT_DIVERGED if outcome.status == solver.STATUS_DIVERGED else EXIT_OK
 
 
-def _progress_printer(context: Context, config: RunConfig):
+class _ResultWriter:
+    """Gathers V (and every U_j for a checkpoint) to the coordinator, which writes the result file.
+
+    Collective: every rank calls `write` at the same point.
+    """
+
+    def __init__(self, prepared: Prepared, config: RunConfig, context: Context, command: str):
+        self.prepared, self.config, self.context, self.command = prepared, config, context, command
+        self.started = time.perf_counter()
+        self.resumed_records = len(prepared.history["iteration"]) if prepared.history is not None else 0
+
+    def write(self, status, iteration, U, V, history, *, mean_U=None, timing=None, with_checkpoint=True):
+        prepared, config, context = self.prepared, self.config, self.context
+        V_full = context.reducer.gather_rows(V)
+        U_all = context.reducer.gather_rows(U) if with_checkpoint else None
+        if not context.is_root:
+            return
+        from .results import write_result
+
+        J, n, r = context.J, prepared.n, prepared.r
+        elapsed = prepared.elapsed_before + time.perf_counter() - self.started
+        resolved = asdict(config)
+        resolved.update(n=n, m=prepared.m, r=r, J=J)
+        # A resumed run's clock restarts at 0: shift its records by the time spent before.
+        history = dict(history, elapsed=history["elapsed"][:self.resumed_records]
+                       + [t + prepared.elapsed_before for t in history["elapsed"][self.resumed_records:]])
+        state = None
+        if U_all is not None:
+            U_all = U_all.reshape(J, n, r)
+            state = {"U": U_all.astype(config.dtype), "V": V_full.astype(config.dtype),
+                     "attrs": checkpoint_module.attributes(resolved, iteration=iteration, elapsed=elapsed,
+                                                           step_size=prepared.step_size,
+                                                           init_scale=prepared.init_scale,
+                                                           fingerprint=prepared.fingerprint)}
+        network = prepared.network
+        topology_attrs = {"source": network.source, "lazy_applied": network.lazy_applied, **network.summary}
+        write_result(config.output, status=status, command=self.command, mpi_size=J, config=resolved,
+                     weights=network.weights, topology=topology_attrs, offsets=prepared.offsets,
+                     diagnostics=history, U=mean_U if mean_U is not None else U_all.mean(axis=0), V=V_full,
+                     timing=timing or {}, step=prepared.step_attributes(config), checkpoint=state)
+
+
+def _test_fault(context: Context):
+    """Test-only: the fault named by DGDLOCAL_TEST_FAULT ("raise:RANK:ITER" or "kill:RANK:ITER"), or None."""
+    spec = os.environ.get(TEST_FAULT_VARIABLE)
+    if not spec:
+        return None
+    kind, rank, at = spec.split(":")
+    if int(rank) not in context.local_ranks or kind not in ("raise", "kill"):
+        return None
+
+    def fault(iteration):
+        if iteration == int(at):
+            if kind == "kill":
+                os.kill(os.getpid(), signal.SIGKILL)
+            raise RuntimeError(f"test fault injected by {TEST_FAULT_VARIABLE}={spec}")
+
+    return fault
+
+
+def _progress_printer(context: Context, config: RunConfig, start_iteration: int = 0):
     if not context.is_root or config.quiet:
         return None
-    state = {"last_time": time.perf_counter(), "last_iteration": 0}
+    state = {"last_time": time.perf_counter(), "last_iteration": start_iteration}
 
     def progress(record):
         now = time.perf_counter()
@@ -263,10 +386,11 @@ def _progress_printer(context: Context, config: RunConfig):
     return progress
 
 
-def _print_summary(config: RunConfig, outcome, timing) -> None:
+def _print_summary(config: RunConfig, outcome, timing, signal_name, J) -> None:
     history = outcome.diagnostics
     last = {name: values[-1] for name, values in history.items()}
-    lines = [f"dgdlocal: status {outcome.status} after {outcome.iterations} iterations in {last['elapsed']:.2f} s",
+    lines = [f"dgdlocal: status {outcome.status} after {outcome.iterations} iterations"
+             + (f" (last diagnostics at iteration {last['iteration']})" if last["iteration"] != outcome.iterations else ""),
              f"  objective {last['objective']:.3e}   relative error {last['relative_error']:.3e}   "
              f"optimality error {last['optimality_error']:.3e}",
              f"  consensus error {last['consensus_error']:.3e} (relative {last['relative_consensus']:.3e})   "
@@ -276,8 +400,14 @@ def _print_summary(config: RunConfig, outcome, timing) -> None:
              f"  result written to {config.output}"]
     if outcome.status == solver.STATUS_MAX_ITERS:
         lines.append(f"warning: the iteration cap {config.iterations} was reached before the tolerance "
-                     f"{config.tolerance:g}; raise --iterations or resume from the result.")
+                     f"{config.tolerance:g}; raise --iterations" + (
+                         f" and continue with --resume {config.output}." if config.checkpoint_every > 0
+                         else " (runs with --checkpoint-every can be continued with --resume)."))
     if outcome.status == solver.STATUS_DIVERGED:
         lines.append("error: the objective became non-finite or exploded; the run diverged. "
                      "Use a smaller --step (or --step auto).")
+    if outcome.status == solver.STATUS_INTERRUPTED:
+        lines.append(f"dgdlocal: interrupted by {signal_name or 'a signal to another rank'} at iteration "
+                     f"{outcome.iterations}; checkpoint saved in {config.output}. Continue with: "
+                     f"mpirun -n {J} python -m dgdlocal --resume {config.output}")
     print("\n".join(lines), file=sys.stdout, flush=True)

@@ -39,6 +39,9 @@ class SimulatedReducer:
     def decide(self, decision):
         return decision
 
+    def any(self, flag):
+        return bool(flag)
+
     def gather_rows(self, blocks):
         return np.concatenate(blocks)
 

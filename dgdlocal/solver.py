@@ -29,6 +29,7 @@ import numpy as np
 from .problems import factorization_value, factorization_value_and_gradients
 
 STATUS_CONVERGED, STATUS_MAX_ITERS, STATUS_DIVERGED = "converged", "max_iters", "diverged"
+STATUS_INTERRUPTED, STATUS_RUNNING = "interrupted", "running"
 #: The objective "explodes" once it exceeds this multiple of max(f(z_0), ‖Y‖²).
 EXPLOSION_FACTOR = 1e8
 #: Fraction of the local stability limit (1 + λ_min(W̃)) / L used by --step auto.
@@ -148,9 +149,9 @@ def _low_rank_distance2(A, B, C, D) -> float:
 class _Recorder:
     """Diagnostics history on the coordinator and the convergence / divergence test."""
 
-    def __init__(self, settings: Settings, y_norm2: float, on_record):
+    def __init__(self, settings: Settings, y_norm2: float, on_record, history=None):
         self.settings, self.y_norm2, self.on_record = settings, y_norm2, on_record
-        self.history = {name: [] for name in DIAGNOSTIC_NAMES}
+        self.history = history if history is not None else {name: [] for name in DIAGNOSTIC_NAMES}
         self.reference = None
 
     def add(self, iteration, elapsed, first, second, J):
@@ -171,8 +172,8 @@ class _Recorder:
         }
         for name in DIAGNOSTIC_NAMES:
             self.history[name].append(record[name])
-        if self.reference is None:
-            self.reference = max(objective, y2)
+        if self.reference is None:   # f(z_0), also when resumed with the history so far
+            self.reference = max(self.history["objective"][0], y2)
         if self.on_record is not None:
             self.on_record(record)
         return record, bool(nonfinite)
@@ -191,23 +192,35 @@ class _Recorder:
         return None
 
 
-def run(blocks, U, V, settings: Settings, exchange, reducer, *, on_record=None, clock=time.perf_counter) -> Outcome:
+def run(blocks, U, V, settings: Settings, exchange, reducer, *, on_record=None, clock=time.perf_counter,
+        start_iteration=0, history=None, interrupt=None, checkpoint=None, checkpoint_every=0) -> Outcome:
     """Run DGD+LOCAL from (U, V) (lists over the local blocks) and return the outcome.
 
     Diagnostics are taken at iterations 0, log_every, 2·log_every, … and at the last iterate;
     the stop decision is made there, by the coordinator, and shared with every rank.
+
+    Restart: (U, V) may be iterate `start_iteration`, with the coordinator's `history` of the
+    diagnostics before it. At every later iterate k, before anything else, `interrupt(k)`
+    (the same answer on every rank) may stop the run there with status interrupted, and
+    `checkpoint(k, U, V, history)` is called when k is a multiple of `checkpoint_every`.
     """
     step = settings.step_size
     for block in blocks:
         block.norm2 = float(np.vdot(block.Y, block.Y))
     timing = {"compute": 0.0, "wait": 0.0, "diagnostics": 0.0}
-    recorder = _Recorder(settings, 0.0, on_record) if reducer.is_root else None
+    recorder = _Recorder(settings, 0.0, on_record, history) if reducer.is_root else None
     truth_norm2 = reducer.sum(np.array([sum(_truth_norm2(b) for b in blocks)]))[0]
     if recorder is not None:
         recorder.truth_norm = math.sqrt(truth_norm2)
     start = clock()
-    status, iteration = None, 0
+    status, iteration = None, start_iteration
     while True:
+        if iteration > start_iteration:
+            if interrupt is not None and interrupt(iteration):
+                status, mean_U = STATUS_INTERRUPTED, reducer.sum(_local_sum(U)) / settings.J
+                break
+            if checkpoint_every and iteration % checkpoint_every == 0:
+                checkpoint(iteration, U, V, recorder.history if recorder is not None else None)
         t0 = clock()
         exchange.start(U)
         computed = [factorization_value_and_gradients(U[j], V[j], block.Y) for j, block in enumerate(blocks)]
