@@ -58,7 +58,6 @@ class Reducer:
     def __init__(self, comm):
         self.comm = comm
         self.is_root = comm.Get_rank() == 0
-        self._flag = np.zeros(1, dtype=np.bool_)
 
     def sum(self, local: np.ndarray) -> np.ndarray:
         """Σ over ranks of `local` (every rank gets the total)."""
@@ -71,11 +70,8 @@ class Reducer:
         """The coordinator's decision, on every rank."""
         return self.comm.bcast(decision, root=0)
 
-    def any(self, flag: bool) -> bool:
-        """True on every rank if `flag` is True on any rank (one 1-byte allreduce)."""
-        self._flag[0] = flag
-        self.comm.Allreduce(MPI.IN_PLACE, self._flag, op=MPI.LOR)
-        return bool(self._flag[0])
+    def stop_vote(self) -> "StopVote":
+        return StopVote(self.comm)
 
     def gather_rows(self, blocks: list) -> np.ndarray | None:
         """Stack every rank's row block (m_j × r) in rank order on the coordinator."""
@@ -94,3 +90,33 @@ class Reducer:
         """Concatenate every rank's list of values on the coordinator."""
         gathered = self.comm.gather(values, root=0)
         return [v for part in gathered for v in part] if self.is_root else None
+
+
+class StopVote:
+    """Agree on a per-rank flag (a stop request) once per iteration without a blocking collective.
+
+    Each call waits for the vote posted by the previous call (a nonblocking 1-byte
+    Iallreduce LOR, progressed by the neighbour exchange in between), returns its
+    outcome and posts a new one: every rank gets the same answer, one iteration after
+    the flag was raised. `close()` completes the last vote.
+    """
+
+    def __init__(self, comm):
+        self.comm = comm
+        self.local = np.zeros(1, dtype=np.bool_)
+        self.total = np.zeros(1, dtype=np.bool_)
+        self.request = None
+
+    def __call__(self, flag: bool) -> bool:
+        agreed = False
+        if self.request is not None:
+            self.request.Wait()
+            agreed = bool(self.total[0])
+        self.local[0] = flag
+        self.request = self.comm.Iallreduce(self.local, self.total, op=MPI.LOR)
+        return agreed
+
+    def close(self) -> None:
+        if self.request is not None:
+            self.request.Wait()
+            self.request = None

@@ -11,6 +11,7 @@ import json
 import math
 import os
 import signal
+import socket
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -24,8 +25,9 @@ from .errors import InputError
 from .signals import StopRequest
 
 EXIT_OK, EXIT_CRASH, EXIT_INPUT, EXIT_DIVERGED, EXIT_INTERRUPTED = 0, 1, 2, 3, 4
-#: Test-only fault injection, read in `_test_fault` alone: "raise:RANK:ITER" or "kill:RANK:ITER"
-#: makes MPI rank RANK raise an exception, or SIGKILL itself, at iteration ITER.
+#: Test-only fault injection, read in `_test_fault` alone: "raise:RANK:ITER", "kill:RANK:ITER" or
+#: "signal:RANK:ITER" makes MPI rank RANK raise an exception, SIGKILL itself or SIGTERM itself
+#: at iteration ITER.
 TEST_FAULT_VARIABLE = "DGDLOCAL_TEST_FAULT"
 
 #: The embedded problem solved by `python -m dgdlocal` with no options.
@@ -279,21 +281,29 @@ def _execute(config: RunConfig, context: Context, command: str, stop: StopReques
         f"dgdlocal: step {prepared.step_size:.3g} ({'auto' if config.step == 'auto' else 'given'}; "
         f"Thm 2.5 bound (1-2ω)/L = {prepared.step_bound:.3g} with L = 4σ₁ = {4 * prepared.sigma1:.3g}), "
         f"up to {config.iterations} iterations, tolerance {config.tolerance:g}")
+    if not config.simulate:   # MPICH names a killed process by its PID only
+        places = context.reducer.gather_values([f"{socket.gethostname()}:{os.getpid()}"])
+        say(context, config, "dgdlocal: rank host:pid " + " ".join(f"{j}={p}" for j, p in enumerate(places or [])))
     if config.resume is not None:
         say(context, config, f"dgdlocal: resuming from iteration {prepared.start_iteration} of {config.resume}")
     writer = _ResultWriter(prepared, config, context, command)
     fault = _test_fault(context)
 
+    vote = context.reducer.stop_vote()
+
     def interrupt(iteration):
         if fault is not None:
             fault(iteration)
-        return context.reducer.any(stop.is_set())
+        return vote(stop.is_set())
 
     def checkpoint(iteration, U, V, history):
         writer.write(solver.STATUS_RUNNING, iteration, U, V, history)
 
-    outcome = solve(prepared, config, context, on_record=_progress_printer(context, config, prepared.start_iteration),
-                    interrupt=interrupt, checkpoint=checkpoint)
+    try:
+        outcome = solve(prepared, config, context, on_record=_progress_printer(context, config, prepared.start_iteration),
+                        interrupt=interrupt, checkpoint=checkpoint)
+    finally:
+        vote.close()
 
     # The simulation cannot tell its virtual ranks' time apart: each gets an equal share.
     blocks = prepared.blocks
@@ -352,19 +362,19 @@ class _ResultWriter:
 
 
 def _test_fault(context: Context):
-    """Test-only: the fault named by DGDLOCAL_TEST_FAULT ("raise:RANK:ITER" or "kill:RANK:ITER"), or None."""
+    """Test-only: the fault named by DGDLOCAL_TEST_FAULT ("raise|kill|signal:RANK:ITER"), or None."""
     spec = os.environ.get(TEST_FAULT_VARIABLE)
     if not spec:
         return None
     kind, rank, at = spec.split(":")
-    if int(rank) not in context.local_ranks or kind not in ("raise", "kill"):
+    if int(rank) not in context.local_ranks or kind not in ("raise", "kill", "signal"):
         return None
 
     def fault(iteration):
         if iteration == int(at):
-            if kind == "kill":
-                os.kill(os.getpid(), signal.SIGKILL)
-            raise RuntimeError(f"test fault injected by {TEST_FAULT_VARIABLE}={spec}")
+            if kind == "raise":
+                raise RuntimeError(f"test fault injected by {TEST_FAULT_VARIABLE}={spec}")
+            os.kill(os.getpid(), signal.SIGKILL if kind == "kill" else signal.SIGTERM)
 
     return fault
 

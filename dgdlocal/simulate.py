@@ -39,8 +39,18 @@ class SimulatedReducer:
     def decide(self, decision):
         return decision
 
-    def any(self, flag):
+    def stop_vote(self):
+        return _ImmediateVote()
+
+
+class _ImmediateVote:
+    """One process: its own flag is everybody's."""
+
+    def __call__(self, flag):
         return bool(flag)
+
+    def close(self):
+        pass
 
     def gather_rows(self, blocks):
         return np.concatenate(blocks)
