@@ -7,6 +7,7 @@ messages; only the coordinator prints help and errors.
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 
 from . import __version__, runner, topology
@@ -182,6 +183,10 @@ def main(argv, comm) -> int:
     if arguments.command == "generate":
         return _generate(arguments, comm)
     config = config_from_arguments(arguments)
+    expected = os.environ.get("DGDLOCAL_EXPECTED_RANKS")   # set by slurm/*.sbatch
+    if expected and config.simulate is None and int(expected) != comm.Get_size():
+        raise InputError(f"The job was started as {expected} tasks but MPI sees {comm.Get_size()} rank(s): "
+                         "the launcher did not connect them (with srun use --mpi=pmi2).", collective=True)
     if config.simulate is not None:
         if comm.Get_size() > 1:
             raise InputError("--simulate runs every rank in one process; start it without mpirun "
