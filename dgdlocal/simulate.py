@@ -42,6 +42,12 @@ class SimulatedReducer:
     def stop_vote(self):
         return _ImmediateVote()
 
+    def gather_rows(self, blocks):
+        return np.concatenate(blocks)
+
+    def gather_values(self, values):
+        return list(values)
+
 
 class _ImmediateVote:
     """One process: its own flag is everybody's."""
@@ -51,9 +57,3 @@ class _ImmediateVote:
 
     def close(self):
         pass
-
-    def gather_rows(self, blocks):
-        return np.concatenate(blocks)
-
-    def gather_values(self, values):
-        return list(values)

@@ -187,3 +187,19 @@ def test_resume_needs_a_checkpoint(tmp_path):
     assert code == 0, stderr
     code, _, stderr = mpirun(2, "--resume", plain, timeout=LIMIT)
     assert code == 2 and "holds no checkpoint" in stderr and "Traceback" not in stderr
+
+
+def test_simulated_run_checkpoints_and_resumes_bit_for_bit(tmp_path):
+    from conftest import launch
+
+    simulate = [sys.executable, "-m", "dgdlocal", "run", "--simulate", "3", *map(str, SMALL),
+                "--iterations", "200", "--checkpoint-every", "30"]
+    code, _, stderr = launch([*simulate, "--output", str(tmp_path / "whole.h5")])
+    assert code == 0, stderr
+    code, _, stderr = launch([*simulate, "--output", str(tmp_path / "part.h5")],
+                             env={"DGDLOCAL_TEST_FAULT": "raise:2:77"})
+    assert code != 0 and "test fault" in stderr
+    assert _read(tmp_path / "part.h5")["checkpoint"]["iteration"] == 60
+    code, _, stderr = launch([sys.executable, "-m", "dgdlocal", "--resume", str(tmp_path / "part.h5"), "--simulate", "3"])
+    assert code == 0, stderr
+    _assert_identical(_read(tmp_path / "whole.h5"), _read(tmp_path / "part.h5"))
