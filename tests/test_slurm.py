@@ -32,7 +32,7 @@ def slurm_is_up():
 
 
 def _submit(tmp_path, script, *arguments, sbatch=(), env=None):
-    command = ["sbatch", "--parsable", "--ntasks=2", f"--output={tmp_path}/job-%j.out", f"--chdir={tmp_path}",
+    command = ["sbatch", "--parsable", "--ntasks=2", "--overcommit", f"--output={tmp_path}/job-%j.out", f"--chdir={tmp_path}",
                *sbatch, os.path.join(REPOSITORY, "slurm", script), *map(str, arguments)]
     done = subprocess.run(command, capture_output=True, text=True, timeout=30,
                           env={**os.environ, **ENV, **(env or {})})
