@@ -24,6 +24,35 @@ def _abort(comm, code: int) -> None:
     os._exit(code)
 
 
+class _QuietOnBrokenPipe:
+    """stdout that goes silent when its reader has gone (`dgdlocal ... | head`) instead of raising:
+    the run continues and still writes its result file."""
+
+    def __init__(self, stream):
+        self._stream = stream
+
+    def write(self, text):
+        try:
+            return self._stream.write(text)
+        except BrokenPipeError:
+            self._go_silent()
+            return len(text)
+
+    def flush(self):
+        try:
+            self._stream.flush()
+        except BrokenPipeError:
+            self._go_silent()
+
+    def _go_silent(self):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, self._stream.fileno())
+        os.close(devnull)
+
+    def __getattr__(self, name):
+        return getattr(self._stream, name)
+
+
 BLAS_THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 
@@ -46,6 +75,8 @@ def _share_cores_among_local_ranks(comm) -> None:
 
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
+    if not isinstance(sys.stdout, _QuietOnBrokenPipe):
+        sys.stdout = _QuietOnBrokenPipe(sys.stdout)
     try:
         from mpi4py import MPI
     except ImportError as exc:

@@ -183,6 +183,15 @@ def _add_run(parser):
     output.add_argument("--simulate", type=_number(int, "simulate", minimum=1), metavar="J",
                         help="run J virtual ranks serially in this process instead of over MPI")
 
+    restart = parser.add_argument_group("checkpoint and restart")
+    restart.add_argument("--checkpoint-every", type=_number(int, "checkpoint-every", minimum=0), metavar="K",
+                         default=DEFAULTS.checkpoint_every,
+                         help="write a checkpoint (every rank's factors, status running) into the result file "
+                              "every K iterations; 0: only when stopped by a signal (default %(default)s)")
+    restart.add_argument("--resume", metavar="RESULT.h5",
+                         help="continue the run whose checkpoint is in RESULT.h5, with its settings, on the same "
+                              "number of ranks; the result goes into the same file unless --output is given")
+
 
 def _add_generate(parser):
     output = parser.add_argument_group("output")
@@ -218,6 +227,17 @@ def parse(argv, printer=True) -> argparse.Namespace:
     return arguments
 
 
+def given_options(argv) -> set:
+    """Names of the `run` options typed in argv (as opposed to left at their defaults)."""
+    parser = build_parser(printer=False)
+    for action in parser.run_parser._actions:  # noqa: SLF001 - argparse has no public accessor
+        action.default = argparse.SUPPRESS
+    argv = list(argv)
+    if not argv or argv[0].startswith("-"):
+        argv = ["run"] + argv
+    return set(vars(parser.parse_args(argv))) - {"command"}
+
+
 def config_from_arguments(arguments: argparse.Namespace) -> runner.RunConfig:
     fields = runner.RunConfig.__dataclass_fields__
     return runner.RunConfig(**{k: v for k, v in vars(arguments).items() if k in fields})
@@ -236,12 +256,20 @@ def main(argv, comm) -> int:
     if arguments.command in ("info", "plot"):
         return _inspect(arguments, comm)
     config = config_from_arguments(arguments)
+    expected = os.environ.get("DGDLOCAL_EXPECTED_RANKS")   # set by slurm/*.sbatch
+    if expected and config.simulate is None and int(expected) != comm.Get_size():
+        raise InputError(f"The job was started as {expected} tasks but MPI sees {comm.Get_size()} rank(s): "
+                         "the launcher did not connect them (with srun use --mpi=pmi2).", collective=True)
     if config.simulate is not None:
         if comm.Get_size() > 1:
             raise InputError("--simulate runs every rank in one process; start it without mpirun "
                              f"(got an MPI job of {comm.Get_size()} ranks).", collective=True)
-        return runner.execute(config, runner.simulated_context(config.simulate), command)
-    return runner.execute(config, runner.mpi_context(comm), command)
+        context = runner.simulated_context(config.simulate)
+    else:
+        context = runner.mpi_context(comm)
+    if config.resume is not None:
+        config = runner.resumed_config(config, given_options(argv), context)
+    return runner.execute(config, context, command)
 
 
 def _generate(arguments, comm) -> int:

@@ -78,6 +78,9 @@ class Reducer:
         """The coordinator's decision, on every rank."""
         return self.comm.bcast(decision, root=0)
 
+    def stop_vote(self) -> "StopVote":
+        return StopVote(self.comm)
+
     def gather_rows(self, blocks: list) -> np.ndarray | None:
         """Stack every rank's row block (m_j × r) in rank order on the coordinator."""
         (local,) = blocks
@@ -95,3 +98,33 @@ class Reducer:
         """Concatenate every rank's list of values on the coordinator."""
         gathered = self.comm.gather(values, root=0)
         return [v for part in gathered for v in part] if self.is_root else None
+
+
+class StopVote:
+    """Agree on a per-rank flag (a stop request) once per iteration without a blocking collective.
+
+    Each call waits for the vote posted by the previous call (a nonblocking 1-byte
+    Iallreduce LOR, progressed by the neighbour exchange in between), returns its
+    outcome and posts a new one: every rank gets the same answer, one iteration after
+    the flag was raised. `close()` completes the last vote.
+    """
+
+    def __init__(self, comm):
+        self.comm = comm
+        self.local = np.zeros(1, dtype=np.bool_)
+        self.total = np.zeros(1, dtype=np.bool_)
+        self.request = None
+
+    def __call__(self, flag: bool) -> bool:
+        agreed = False
+        if self.request is not None:
+            self.request.Wait()
+            agreed = bool(self.total[0])
+        self.local[0] = flag
+        self.request = self.comm.Iallreduce(self.local, self.total, op=MPI.LOR)
+        return agreed
+
+    def close(self) -> None:
+        if self.request is not None:
+            self.request.Wait()
+            self.request = None

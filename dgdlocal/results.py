@@ -23,16 +23,29 @@ TEMPORARY_SUFFIX = ".dgdlocal-tmp"
 
 
 def check_output_path(path: str, force: bool) -> None:
-    """Refuse an existing result without --force and a folder that cannot be written."""
+    """Refuse an existing result without --force and a folder that cannot be written.
+
+    Writability is tested by creating and removing a file there: os.access says yes to
+    root even on a read-only mount or an immutable folder.
+    """
     folder = os.path.dirname(os.path.abspath(path))
     if os.path.isdir(path):
         raise InputError(f"The output path '{path}' is a directory; give a file name such as '{os.path.join(path, 'result.h5')}'.")
     if os.path.exists(path) and not force:
         raise InputError(f"The output file '{path}' already exists; pass --force to overwrite it or choose another --output.")
+    parent = folder
+    while not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent):
+        raise InputError(f"The output folder '{folder}' cannot be created: '{parent}' is a file, not a folder.")
     if not os.path.isdir(folder):
         raise InputError(f"The output folder '{folder}' does not exist.")
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise InputError(f"The output folder '{folder}' is not writable.")
+    probe = os.path.join(folder, f".dgdlocal-write-test.{os.getpid()}")
+    try:
+        os.close(os.open(probe, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+        os.remove(probe)
+    except OSError as exc:
+        raise InputError(f"The output folder '{folder}' is not writable ({exc.strerror}).") from None
 
 
 def remove_stale_temporaries(path: str) -> None:
@@ -76,8 +89,12 @@ def _attribute(value):
 
 def write_result(path: str, *, status: str, command: str, mpi_size: int, config: dict,
                  weights: np.ndarray, topology: dict, offsets: np.ndarray, diagnostics: dict,
-                 U: np.ndarray, V: np.ndarray, timing: dict, step: dict) -> None:
-    """Write the result file of schema version 1 (DESIGN §3)."""
+                 U: np.ndarray, V: np.ndarray, timing: dict, step: dict, checkpoint: dict | None = None) -> None:
+    """Write the result file of schema version 1 (DESIGN §3), with a /checkpoint group if given.
+
+    `checkpoint`: {"U": J×n×r, "V": m×r, "attrs": {...}} — every rank's U_j and the whole V at
+    iterate `attrs["iteration"]`; /diagnostics then holds the history up to that iterate.
+    """
     with atomic_h5(path) as handle:
         handle.attrs["schema_version"] = SCHEMA_VERSION
         handle.attrs["dgdlocal_version"] = __version__
@@ -102,6 +119,36 @@ def write_result(path: str, *, status: str, command: str, mpi_size: int, config:
         group = handle.create_group("timing")
         for name, values in timing.items():
             group[name] = np.asarray(values, dtype=np.float64)
+        if checkpoint is not None:
+            group = handle.create_group("checkpoint")
+            group["U"], group["V"] = checkpoint["U"], checkpoint["V"]
+            for key, value in sorted(checkpoint["attrs"].items()):
+                group.attrs[key] = _attribute(value)
+
+
+def read_checkpoint(path: str) -> dict:
+    """The /checkpoint attributes and the diagnostics before its iteration (small; read by every rank)."""
+    if not os.path.exists(path):
+        raise InputError(f"The resume file '{path}' does not exist.")
+    try:
+        handle = h5py.File(path, "r")
+    except OSError:
+        raise InputError(f"The resume file '{path}' is not an HDF5 file (or is damaged).") from None
+    with handle:
+        if "checkpoint" not in handle:
+            raise InputError(f"The resume file '{path}' holds no checkpoint (status {handle.attrs.get('status', '?')!s}); "
+                             "only runs interrupted by a signal, or run with --checkpoint-every, can be resumed.")
+        attrs = dict(handle["checkpoint"].attrs)
+        iterations = handle["diagnostics/iteration"][...]
+        keep = iterations < attrs["iteration"]
+        history = {name: values[...][keep].tolist() for name, values in handle["diagnostics"].items()}
+    return {"attrs": attrs, "history": history}
+
+
+def read_checkpoint_factors(path: str, j: int, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:
+    """Rank j's U_j and rows lo:hi of V from the checkpoint in `path`."""
+    with h5py.File(path, "r") as handle:
+        return handle["checkpoint/U"][j], handle["checkpoint/V"][lo:hi]
 
 
 def read_result(path: str) -> dict:

@@ -9,16 +9,26 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import signal
+import socket
 import sys
+import time
 from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from . import checkpoint as checkpoint_module
 from . import data as data_module
 from . import builders, solver, topology
 from .errors import InputError
+from .signals import StopRequest
 
-EXIT_OK, EXIT_CRASH, EXIT_INPUT, EXIT_DIVERGED = 0, 1, 2, 3
+EXIT_OK, EXIT_CRASH, EXIT_INPUT, EXIT_DIVERGED, EXIT_INTERRUPTED = 0, 1, 2, 3, 4
+#: Test-only fault injection, read in `_test_fault` alone: "raise:RANK:ITER", "kill:RANK:ITER" or
+#: "signal:RANK:ITER" makes MPI rank RANK raise an exception, SIGKILL itself or SIGTERM itself
+#: at iteration ITER.
+TEST_FAULT_VARIABLE = "DGDLOCAL_TEST_FAULT"
 
 #: The embedded problem solved by `python -m dgdlocal` with no options.
 DEFAULT_N, DEFAULT_M, DEFAULT_R = 100, 400, 5
@@ -63,6 +73,8 @@ class RunConfig:
     quiet: bool = False
     topology_file: str | None = None
     config: str | None = None
+    checkpoint_every: int = 0
+    resume: str | None = None
 
 
 class Context:
@@ -175,6 +187,10 @@ class Prepared:
     step_bound: float
     init_scale: float
     lipschitz: float
+    fingerprint: str | None = None        # of the data (coordinator only)
+    start_iteration: int = 0              # > 0 when resumed from a checkpoint
+    history: dict | None = None           # diagnostics before start_iteration (coordinator only)
+    elapsed_before: float = 0.0           # seconds spent before the checkpoint
 
     def step_attributes(self, config: RunConfig) -> dict:
         return {"step_size": self.step_size, "step_rule": "auto" if config.step == "auto" else "given",
@@ -196,7 +212,8 @@ def prepare(config: RunConfig, context: Context) -> Prepared:
         if context.is_root:
             from .results import check_output_path, remove_stale_temporaries
 
-            check_output_path(config.output, config.force)
+            into_itself = config.resume is not None and _same_file(config.resume, config.output)
+            check_output_path(config.output, config.force or into_itself)
             remove_stale_temporaries(config.output)
 
     context.agree(check_output)
@@ -225,11 +242,33 @@ def prepare(config: RunConfig, context: Context) -> Prepared:
     lipschitz = local_problems[0].lipschitz(sigma1) + 4.0 * config.balance * sigma1
     step_bound = (1.0 - 2.0 * summary["omega"]) / lipschitz
     step_size = solver.auto_step(lipschitz, summary["lambda_min"]) if config.step == "auto" else float(config.step)
-    U, V, init_scale = _initial_point(config, context, local_problems, offsets, n, r, sigma1)
+    digests = context.reducer.gather_values([checkpoint_module.problem_digest(p) for p in local_problems])
+    fingerprint = checkpoint_module.data_fingerprint(digests) if context.is_root else None
+    resumed = {}
+    if config.resume is not None:
+        U, V, step_size, init_scale, resumed = _resumed_point(config, context, local_problems, offsets, fingerprint)
+    else:
+        U, V, init_scale = _initial_point(config, context, local_problems, offsets, n, r, sigma1)
     U = [np.ascontiguousarray(x, dtype=dtype) for x in U]
     V = [None if x is None else np.ascontiguousarray(x, dtype=dtype) for x in V]
     return Prepared(n, m, r, offsets, network, warnings, local_problems, U, V, sigma1, step_size, step_bound,
-                    init_scale, lipschitz)
+                    init_scale, lipschitz, fingerprint, **resumed)
+
+
+def _resumed_point(config, context, local_problems, offsets, fingerprint):
+    """(U, V, step, init scale, resume state) from the /checkpoint of `--resume FILE`."""
+    from .results import read_checkpoint, read_checkpoint_factors
+
+    state = context.agree(read_checkpoint, config.resume)
+    attrs = state["attrs"]
+    context.agree(lambda: context.is_root and checkpoint_module.check_fingerprint(attrs, fingerprint, config.resume))
+    starts = context.agree(lambda: [read_checkpoint_factors(config.resume, j, offsets[j], offsets[j + 1])
+                                    for j in context.local_ranks])
+    U = [s[0] for s in starts]
+    V = [s[1] if p.has_local else None for s, p in zip(starts, local_problems)]
+    resumed = dict(start_iteration=int(attrs["iteration"]), elapsed_before=float(attrs["elapsed"]),
+                   history=state["history"] if context.is_root else None)
+    return U, V, float(attrs["step_size"]), float(attrs["init_scale_used"]), resumed
 
 
 def _attach_least_squares_optimum(local_problems, context) -> None:
@@ -267,22 +306,49 @@ def _initial_point(config, context, local_problems, offsets, n, r, sigma1):
     return U, V, init_scale
 
 
-def solve(prepared: Prepared, config: RunConfig, context: Context, on_record=None) -> solver.Outcome:
-    """Run DGD+LOCAL on a prepared problem (no files written)."""
+def _same_file(a: str, b: str) -> bool:
+    return os.path.realpath(a) == os.path.realpath(b)
+
+
+def resumed_config(config: RunConfig, given: set, context: Context) -> RunConfig:
+    """The configuration of `--resume FILE`: the checkpoint's, with the continuation options given."""
+    from .results import read_checkpoint
+
+    attrs = context.agree(read_checkpoint, config.resume)["attrs"]
+    return RunConfig(**checkpoint_module.resumed_settings(attrs, asdict(config), given, config.resume, context.J))
+
+
+def solve(prepared: Prepared, config: RunConfig, context: Context, on_record=None, interrupt=None,
+          checkpoint=None) -> solver.Outcome:
+    """Run DGD+LOCAL on a prepared problem (files are written only by the `checkpoint` callback)."""
     settings = solver.Settings(step_size=prepared.step_size, iterations=config.iterations, tolerance=config.tolerance,
                                log_every=config.log_every, J=context.J, weights=prepared.network.weights,
                                balance_weight=config.balance)
     exchange = context.make_exchange(prepared.network.weights, prepared.U[0].shape, np.dtype(config.dtype))
     try:
         return solver.run(prepared.problems, context.local_ranks, prepared.U, prepared.V, settings, exchange,
-                          context.reducer, on_record=on_record)
+                          context.reducer, on_record=on_record, start_iteration=prepared.start_iteration,
+                          history=prepared.history, interrupt=interrupt, checkpoint=checkpoint,
+                          checkpoint_every=config.checkpoint_every if checkpoint is not None else 0)
     finally:
         if hasattr(exchange, "free"):
             exchange.free()
 
 
 def execute(config: RunConfig, context: Context, command: str) -> int:
-    """Run the configured problem on `context`, write the result file; return the exit code."""
+    """Run the configured problem on `context`, write the result file; return the exit code.
+
+    SIGTERM, SIGINT or SIGUSR1 at any time from here on stop the run at the next iteration
+    (the same on every rank): the result file gets status interrupted and a checkpoint.
+    """
+    stop = StopRequest.install()
+    try:
+        return _execute(config, context, command, stop)
+    finally:
+        stop.restore()
+
+
+def _execute(config: RunConfig, context: Context, command: str, stop: StopRequest) -> int:
     prepared = prepare(config, context)
     n, m, r, J, network = prepared.n, prepared.m, prepared.r, context.J, prepared.network
     summary = network.summary
@@ -303,31 +369,104 @@ def execute(config: RunConfig, context: Context, command: str) -> int:
         f"dgdlocal: step {prepared.step_size:.3g} ({'auto' if config.step == 'auto' else 'given'}; "
         f"Thm 2.5 bound (1-2ω)/L = {prepared.step_bound:.3g} with L ≈ {prepared.lipschitz:.3g}), "
         f"up to {config.iterations} iterations, tolerance {config.tolerance:g}")
+    if not config.simulate:   # MPICH names a killed process by its PID only
+        places = context.reducer.gather_values([f"{socket.gethostname()}:{os.getpid()}"])
+        say(context, config, "dgdlocal: rank host:pid " + " ".join(f"{j}={p}" for j, p in enumerate(places or [])))
+    if config.resume is not None:
+        say(context, config, f"dgdlocal: resuming from iteration {prepared.start_iteration} of {config.resume}")
+    writer = _ResultWriter(prepared, config, context, command)
+    fault = _test_fault(context)
+    vote = context.reducer.stop_vote()
+
+    def interrupt(iteration):
+        if fault is not None:
+            fault(iteration)
+        return vote(stop.is_set())
+
+    def checkpoint(iteration, U, V, history):
+        writer.write(solver.STATUS_RUNNING, iteration, U, V, history)
+
     progress = _progress_printer(context, config)
     try:
-        outcome = solve(prepared, config, context, on_record=progress)
+        outcome = solve(prepared, config, context, on_record=progress, interrupt=interrupt, checkpoint=checkpoint)
     finally:
+        vote.close()
         if progress is not None:
             progress.finish()
 
-    has_local = prepared.problems[0].has_local
-    V_full = context.reducer.gather_rows(outcome.V) if has_local else np.zeros((0, r))
     # The simulation cannot tell its virtual ranks' time apart: each gets an equal share.
     count = len(prepared.problems)
     timing = {name: context.reducer.gather_values([seconds / count] * count)
               for name, seconds in outcome.timing.items()}
+    interrupted = outcome.status == solver.STATUS_INTERRUPTED
+    writer.write(outcome.status, outcome.iterations, outcome.U, outcome.V, outcome.diagnostics,
+                 mean_U=outcome.mean_U, timing=timing, with_checkpoint=interrupted or config.checkpoint_every > 0)
     if context.is_root:
+        _print_summary(config, outcome, timing, stop.received, J)
+    if interrupted:
+        return EXIT_INTERRUPTED
+    return EXIT_DIVERGED if outcome.status == solver.STATUS_DIVERGED else EXIT_OK
+
+
+class _ResultWriter:
+    """Gathers V (and every U_j for a checkpoint) to the coordinator, which writes the result file.
+
+    Collective: every rank calls `write` at the same point.
+    """
+
+    def __init__(self, prepared: Prepared, config: RunConfig, context: Context, command: str):
+        self.prepared, self.config, self.context, self.command = prepared, config, context, command
+        self.started = time.perf_counter()
+        self.resumed_records = len(prepared.history["iteration"]) if prepared.history is not None else 0
+        self.has_local = prepared.problems[0].has_local
+
+    def write(self, status, iteration, U, V, history, *, mean_U=None, timing=None, with_checkpoint=True):
+        prepared, config, context = self.prepared, self.config, self.context
+        J, n, r = context.J, prepared.n, prepared.r
+        V_full = context.reducer.gather_rows(V) if self.has_local else np.zeros((0, r))
+        U_all = context.reducer.gather_rows(U) if with_checkpoint else None
+        if not context.is_root:
+            return
         from .results import write_result
 
+        elapsed = prepared.elapsed_before + time.perf_counter() - self.started
         resolved = asdict(config)
-        resolved.update(n=n, m=m, r=r, J=J)
-        topology_attrs = {"source": network.source, "lazy_applied": network.lazy_applied, **summary}
-        write_result(config.output, status=outcome.status, command=command, mpi_size=J, config=resolved,
+        resolved.update(n=n, m=prepared.m, r=r, J=J)
+        # A resumed run's clock restarts at 0: shift its records by the time spent before.
+        history = dict(history, elapsed=history["elapsed"][:self.resumed_records]
+                       + [t + prepared.elapsed_before for t in history["elapsed"][self.resumed_records:]])
+        state = None
+        if U_all is not None:
+            U_all = U_all.reshape(J, n, r)
+            state = {"U": U_all.astype(config.dtype), "V": V_full.astype(config.dtype),
+                     "attrs": checkpoint_module.attributes(resolved, iteration=iteration, elapsed=elapsed,
+                                                           step_size=prepared.step_size,
+                                                           init_scale=prepared.init_scale,
+                                                           fingerprint=prepared.fingerprint)}
+        network = prepared.network
+        topology_attrs = {"source": network.source, "lazy_applied": network.lazy_applied, **network.summary}
+        write_result(config.output, status=status, command=self.command, mpi_size=J, config=resolved,
                      weights=network.weights, topology=topology_attrs, offsets=prepared.offsets,
-                     diagnostics=outcome.diagnostics, U=outcome.mean_U, V=V_full, timing=timing,
-                     step=prepared.step_attributes(config))
-        _print_summary(config, outcome, timing)
-    return EXIT_DIVERGED if outcome.status == solver.STATUS_DIVERGED else EXIT_OK
+                     diagnostics=history, U=mean_U if mean_U is not None else U_all.mean(axis=0), V=V_full,
+                     timing=timing or {}, step=prepared.step_attributes(config), checkpoint=state)
+
+
+def _test_fault(context: Context):
+    """Test-only: the fault named by DGDLOCAL_TEST_FAULT ("raise|kill|signal:RANK:ITER"), or None."""
+    spec = os.environ.get(TEST_FAULT_VARIABLE)
+    if not spec:
+        return None
+    kind, rank, at = spec.split(":")
+    if int(rank) not in context.local_ranks or kind not in ("raise", "kill", "signal"):
+        return None
+
+    def fault(iteration):
+        if iteration == int(at):
+            if kind == "raise":
+                raise RuntimeError(f"test fault injected by {TEST_FAULT_VARIABLE}={spec}")
+            os.kill(os.getpid(), signal.SIGKILL if kind == "kill" else signal.SIGTERM)
+
+    return fault
 
 
 def _progress_printer(context: Context, config: RunConfig):
@@ -339,10 +478,11 @@ def _progress_printer(context: Context, config: RunConfig):
     return Progress(config.iterations)
 
 
-def _print_summary(config: RunConfig, outcome, timing) -> None:
+def _print_summary(config: RunConfig, outcome, timing, signal_name, J) -> None:
     history = outcome.diagnostics
     last = {name: values[-1] for name, values in history.items()}
-    lines = [f"dgdlocal: status {outcome.status} after {outcome.iterations} iterations in {last['elapsed']:.2f} s",
+    lines = [f"dgdlocal: status {outcome.status} after {outcome.iterations} iterations"
+             + (f" (last diagnostics at iteration {last['iteration']})" if last["iteration"] != outcome.iterations else ""),
              f"  objective {last['objective']:.3e}   relative error {last['relative_error']:.3e}   "
              f"optimality error {last['optimality_error']:.3e}",
              f"  consensus error {last['consensus_error']:.3e} (relative {last['relative_consensus']:.3e})   "
@@ -356,8 +496,14 @@ def _print_summary(config: RunConfig, outcome, timing) -> None:
                      "fixed step stops at a consensus floor that shrinks with the step.")
     if outcome.status == solver.STATUS_MAX_ITERS:
         lines.append(f"warning: the iteration cap {config.iterations} was reached before the tolerance "
-                     f"{config.tolerance:g}; raise --iterations or resume from the result.")
+                     f"{config.tolerance:g}; raise --iterations" + (
+                         f" and continue with --resume {config.output}." if config.checkpoint_every > 0
+                         else " (runs with --checkpoint-every can be continued with --resume)."))
     if outcome.status == solver.STATUS_DIVERGED:
         lines.append("error: the objective became non-finite or exploded; the run diverged. "
                      "Use a smaller --step (or --step auto).")
+    if outcome.status == solver.STATUS_INTERRUPTED:
+        lines.append(f"dgdlocal: interrupted by {signal_name or 'a signal to another rank'} at iteration "
+                     f"{outcome.iterations}; checkpoint saved in {config.output}. Continue with: "
+                     f"mpirun -n {J} python -m dgdlocal --resume {config.output}")
     print("\n".join(lines), file=sys.stdout, flush=True)

@@ -28,6 +28,7 @@ import numpy as np
 
 
 STATUS_CONVERGED, STATUS_MAX_ITERS, STATUS_DIVERGED = "converged", "max_iters", "diverged"
+STATUS_INTERRUPTED, STATUS_RUNNING = "interrupted", "running"
 #: The objective "explodes" once it exceeds this multiple of max(f(z_0), ‖Y‖²).
 EXPLOSION_FACTOR = 1e8
 #: Fraction of the local stability limit (1 + λ_min(W̃)) / L used by --step auto.
@@ -215,9 +216,9 @@ def _stationarity(gradient_norm2: float, objective: float, z_norm2: float) -> fl
 class _Recorder:
     """Diagnostics history on the coordinator and the convergence / divergence test."""
 
-    def __init__(self, settings: Settings, on_record):
+    def __init__(self, settings: Settings, on_record, history=None):
         self.settings, self.on_record = settings, on_record
-        self.history = {name: [] for name in DIAGNOSTIC_NAMES}
+        self.history = history if history is not None else {name: [] for name in DIAGNOSTIC_NAMES}
         self.reference = None
 
     def add(self, iteration, elapsed, first, second, mean_U):
@@ -238,8 +239,8 @@ class _Recorder:
         }
         for name in DIAGNOSTIC_NAMES:
             self.history[name].append(record[name])
-        if self.reference is None:
-            self.reference = max(objective, data2)
+        if self.reference is None:   # f(z_0), also when resumed with the history so far
+            self.reference = max(self.history["objective"][0], data2)
         if self.on_record is not None:
             self.on_record(record)
         return record, bool(nonfinite)
@@ -267,19 +268,31 @@ def _local_sum(arrays):
 
 
 def run(problems, own_ranks, U, V, settings: Settings, exchange, reducer, *, on_record=None,
-        clock=time.perf_counter) -> Outcome:
+        clock=time.perf_counter, start_iteration=0, history=None, interrupt=None, checkpoint=None,
+        checkpoint_every=0) -> Outcome:
     """Run DGD+LOCAL from (U, V) (lists over the local blocks; V entries None without local variables).
 
     Diagnostics are taken at iterations 0, log_every, 2·log_every, … and at the last iterate;
     the stop decision is made there, by the coordinator, and shared with every rank.
+
+    Restart: (U, V) may be iterate `start_iteration`, with the coordinator's `history` of the
+    diagnostics before it. At every later iterate k, before anything else, `interrupt(k)`
+    (the same answer on every rank) may stop the run there with status interrupted, and
+    `checkpoint(k, U, V, history)` is called when k is a multiple of `checkpoint_every`.
     """
     step = settings.step_size
     balance = Balance(settings.balance_weight, settings.J) if settings.balance_weight > 0 else None
     timing = {"compute": 0.0, "wait": 0.0, "diagnostics": 0.0}
-    recorder = _Recorder(settings, on_record) if reducer.is_root else None
+    recorder = _Recorder(settings, on_record, history) if reducer.is_root else None
     start = clock()
-    status, iteration = None, 0
+    status, iteration = None, start_iteration
     while True:
+        if iteration > start_iteration:
+            if interrupt is not None and interrupt(iteration):
+                status, mean_U = STATUS_INTERRUPTED, reducer.sum(_local_sum(U)) / settings.J
+                break
+            if checkpoint_every and iteration % checkpoint_every == 0:
+                checkpoint(iteration, U, V, recorder.history if recorder is not None else None)
         t0 = clock()
         exchange.start(U)
         diagnostic = iteration % settings.log_every == 0 or iteration >= settings.iterations

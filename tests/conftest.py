@@ -15,6 +15,25 @@ import pytest
 REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+def pytest_addoption(parser):
+    parser.addoption("--slurm", action="store_true",
+                     help="run the tests marked slurm against the SLURM that scripts/slurm-test starts; "
+                          "they fail, not skip, when it does not answer")
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slurm: needs a running SLURM (scripts/slurm-test runs them with --slurm)")
+
+
+def pytest_collection_modifyitems(config, items):
+    if config.getoption("--slurm"):
+        return
+    skip = pytest.mark.skip(reason="needs a SLURM: run scripts/slurm-test (CI does)")
+    for item in items:
+        if "slurm" in item.keywords:
+            item.add_marker(skip)
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
     outcome = yield

@@ -1,7 +1,10 @@
 """Bad input through the CLI under mpirun: every case ends all ranks within 10 s, with exit code ≠ 0,
 one clear message, no Python traceback, and no result file left behind."""
 
+import os
 import re
+import shutil
+import subprocess
 
 import h5py
 import numpy as np
@@ -134,11 +137,46 @@ def case_output_folder_missing(tmp_path):
     return 2, ["--output", tmp_path / "no" / "such" / "folder" / "r.h5"], "output folder .* does not exist"
 
 
+def case_grid_cannot_be_formed(tmp_path):
+    return 5, ["--topology", "grid"], "2-D grid cannot be formed from J=5 ranks"
+
+
+def case_torus_cannot_be_formed(tmp_path):
+    return 3, ["--topology", "torus"], "2-D torus cannot be formed from J=3 ranks"
+
+
+def case_output_folder_is_a_file(tmp_path):
+    (tmp_path / "notes.txt").write_text("a regular file\n")
+    return 2, ["--output", tmp_path / "notes.txt" / "r.h5"], "is a file, not a folder"
+
+
+def case_output_folder_read_only(tmp_path):
+    """Really read-only, also for root (for whom os.access always says yes): an immutable folder."""
+    folder = tmp_path / "locked"
+    folder.mkdir()
+    if os.geteuid() == 0:
+        if shutil.which("chattr") is None or subprocess.run(["chattr", "+i", folder]).returncode != 0:
+            pytest.skip("chattr +i is not available here, and root can write anywhere else")
+        _UNLOCK.append(lambda: subprocess.run(["chattr", "-i", folder], check=True))
+    else:
+        folder.chmod(0o500)
+    return 2, ["--output", folder / "r.h5"], "output folder .*locked' is not writable"
+
+
+_UNLOCK = []
 CASES = {name[5:]: case for name, case in globals().items() if name.startswith("case_")}
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_bad_input_ends_the_job_cleanly(tmp_path, name):
+    try:
+        _check_case(tmp_path, name)
+    finally:
+        while _UNLOCK:
+            _UNLOCK.pop()()
+
+
+def _check_case(tmp_path, name):
     J, arguments, message = CASES[name](tmp_path)
     output = tmp_path / "result.h5"
     if "--output" not in arguments:

@@ -1,0 +1,208 @@
+"""Faults end to end under mpirun: checkpoint/restart bit for bit, signals, crashes and kills.
+
+The test-only hook DGDLOCAL_TEST_FAULT="KIND:RANK:ITER" (runner._test_fault) makes one rank
+raise an exception ("raise"), SIGKILL itself ("kill") or SIGTERM itself ("signal") at a chosen
+iteration; the signal tests below also send real signals to mpirun.
+"""
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import h5py
+import numpy as np
+import pytest
+
+from conftest import mpirun
+
+LIMIT = 10  # seconds from a fault or a signal to the end of the whole job
+SMALL = ["--n", 30, "--m", 40, "--rank", 3, "--tolerance", 0, "--log-every", 50, "--quiet"]
+
+
+def _read(path):
+    with h5py.File(path, "r") as handle:
+        out = {"status": handle.attrs["status"],
+               "diagnostics": {k: v[...] for k, v in handle["diagnostics"].items()},
+               "U": handle["result/U"][...], "V": handle["result/V"][...]}
+        if "checkpoint" in handle:
+            out["checkpoint"] = dict(handle["checkpoint"].attrs)
+            out["checkpoint_U"], out["checkpoint_V"] = handle["checkpoint/U"][...], handle["checkpoint/V"][...]
+    return out
+
+
+def _assert_identical(a, b):
+    """Same final U, V and diagnostics, bit for bit, except the wall-clock `elapsed`."""
+    assert a["status"] == b["status"]
+    np.testing.assert_array_equal(a["U"], b["U"])
+    np.testing.assert_array_equal(a["V"], b["V"])
+    assert sorted(a["diagnostics"]) == sorted(b["diagnostics"])
+    for name in a["diagnostics"]:
+        if name != "elapsed":
+            np.testing.assert_array_equal(a["diagnostics"][name], b["diagnostics"][name], err_msg=name)
+
+
+def _start(J, *args, env=None):
+    """mpirun in its own session (so a hang can be killed as a group), output captured."""
+    command = ["mpirun", "-n", str(J), sys.executable, "-m", "dgdlocal", *map(str, args)]
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True, env={**os.environ, **(env or {})})
+
+
+def _finish(process, timeout):
+    try:
+        stdout, stderr = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        stdout, stderr = process.communicate()
+        pytest.fail(f"mpirun did not end within {timeout} s (a hang)\nstdout:\n{stdout}\nstderr:\n{stderr}")
+    return process.returncode, stdout, stderr
+
+
+@pytest.mark.parametrize("how, at, checkpoint_every", [
+    ("raise", 97, 40),    # crash at 97: resume from the periodic checkpoint at 80 (status running)
+    ("kill", 131, 40),    # kill -9 of a rank at 131: resume from 120
+    ("signal", 136, 0),   # SIGTERM on rank 1 at 136: every rank stops at 137, status interrupted
+])
+def test_resumed_run_equals_the_uninterrupted_run_bit_for_bit(tmp_path, how, at, checkpoint_every):
+    J, iterations = 3, 300
+    arguments = [*SMALL, "--iterations", iterations, "--checkpoint-every", checkpoint_every]
+    code, _, stderr = mpirun(J, *arguments, "--output", tmp_path / "whole.h5", timeout=60)
+    assert code == 0, stderr
+    part = tmp_path / "part.h5"
+    code, _, stderr = mpirun(J, *arguments, "--output", part, timeout=LIMIT,
+                             env={"DGDLOCAL_TEST_FAULT": f"{how}:1:{at}"})
+    stored = _read(part)
+    if how == "signal":   # a SIGTERM seen by rank 1 alone at `at`: every rank stops at the next iterate
+        assert code == 4, stderr
+        assert stored["status"] == "interrupted" and stored["checkpoint"]["iteration"] == at + 1
+    else:
+        assert code != 0
+        assert stored["status"] == "running"
+        assert stored["checkpoint"]["iteration"] == at // checkpoint_every * checkpoint_every
+    assert stored["checkpoint"]["iteration"] % 50 != 0, "the test wants a non-diagnostic iteration"
+    code, stdout, stderr = mpirun(J, "--resume", part, "--quiet", timeout=60)
+    assert code == 0, stderr
+    _assert_identical(_read(tmp_path / "whole.h5"), _read(part))
+
+
+
+@pytest.mark.parametrize("name", ["SIGTERM", "SIGINT", "SIGUSR1"])
+def test_signal_to_mpirun_checkpoints_and_exits_4_within_10_s(tmp_path, name):
+    output = tmp_path / "result.h5"
+    process = _start(3, "--n", 30, "--m", 40, "--rank", 3, "--iterations", 10**7, "--tolerance", 0,
+                     "--log-every", 200, "--output", output)
+    for line in process.stdout:   # running: the first progress line is out
+        if line.startswith("iter"):
+            break
+    time.sleep(0.5)
+    sent = time.monotonic()
+    process.send_signal(getattr(signal, name))
+    code, stdout, stderr = _finish(process, timeout=30)
+    seconds = time.monotonic() - sent
+    assert code == 4, stderr
+    assert seconds <= LIMIT, f"{seconds:.1f} s from {name} to the end of the job"
+    assert "Traceback" not in stderr
+    assert f"interrupted by {name}" in stdout and "--resume" in stdout
+    stored = _read(output)
+    stopped = stored["checkpoint"]["iteration"]
+    assert stored["status"] == "interrupted" and stopped > 0
+    code, stdout, stderr = mpirun(3, "--resume", output, "--iterations", stopped + 120, "--quiet", timeout=60)
+    assert code == 0, stderr
+    resumed = _read(output)
+    assert resumed["status"] == "max_iters" and resumed["diagnostics"]["iteration"][-1] == stopped + 120
+
+
+@pytest.mark.parametrize("how", ["raise", "kill"])
+def test_one_failing_rank_ends_the_job_within_10_s_naming_rank_and_cause(tmp_path, how):
+    started = time.monotonic()
+    code, stdout, stderr = mpirun(3, "--n", 30, "--m", 40, "--rank", 3, "--iterations", 10**6, "--tolerance", 0,
+                                  "--output", tmp_path / "r.h5", timeout=LIMIT + 5,
+                                  env={"DGDLOCAL_TEST_FAULT": f"{how}:1:60"})
+    assert time.monotonic() - started <= LIMIT
+    assert code != 0
+    if how == "raise":
+        assert "internal error on rank 1" in stderr and "RuntimeError: test fault" in stderr
+    else:   # MPICH names a killed process by PID (the dead rank or one it cleaned up after it);
+        # the header maps PIDs to ranks
+        pids = re.findall(r"\b\d+=[^:\s]+:(\d+)", stdout)
+        named = re.search(r"PID (\d+) ", stdout + stderr)
+        assert len(pids) == 3 and named and named.group(1) in pids, stdout + stderr
+        assert "Killed (signal 9)" in stdout + stderr
+
+
+def _checkpointed_run(tmp_path, J=2, *extra):
+    path = tmp_path / "previous.h5"
+    code, _, stderr = mpirun(J, *SMALL, "--iterations", 20, "--checkpoint-every", 10, "--output", path, *extra,
+                             timeout=60)
+    assert code == 0, stderr
+    return path
+
+
+@pytest.mark.parametrize("J, options, message", [
+    (3, [], r"written by a run on J=2 ranks; this job has J=3"),
+    (2, ["--rank", 2], r"another configuration \(rank=3 there, 2 here\)"),
+    (2, ["--seed", 5, "--topology", "complete"], r"seed=0 there, 5 here; topology='ring' there, 'complete' here"),
+])
+def test_resume_from_another_configuration_is_refused(tmp_path, J, options, message):
+    previous = _checkpointed_run(tmp_path)
+    before = previous.read_bytes()
+    code, stdout, stderr = mpirun(J, "--resume", previous, *options, timeout=LIMIT)
+    assert code == 2 and "Traceback" not in stderr
+    assert re.search(message, stderr), stderr
+    assert stderr.count("dgdlocal: error") == 1
+    assert previous.read_bytes() == before
+
+
+def test_resume_on_other_data_is_refused(tmp_path):
+    rng = np.random.default_rng(1)
+    data = tmp_path / "Y.npy"
+    np.save(data, rng.standard_normal((12, 3)) @ rng.standard_normal((3, 16)))
+    previous = tmp_path / "previous.h5"
+    code, _, stderr = mpirun(2, "--data", data, "--rank", 3, "--iterations", 20, "--checkpoint-every", 10,
+                             "--output", previous, "--quiet", timeout=60)
+    assert code == 0, stderr
+    Y = np.load(data)
+    Y[0, 15] += 1e-9   # one entry, on the last rank only
+    np.save(data, Y)
+    code, _, stderr = mpirun(2, "--resume", previous, timeout=LIMIT)
+    assert code == 2 and "Traceback" not in stderr
+    assert "data of this run differ" in stderr and stderr.count("dgdlocal: error") == 1
+
+
+def test_resume_into_another_file_keeps_the_checkpoint_file(tmp_path):
+    previous = _checkpointed_run(tmp_path)
+    before = previous.read_bytes()
+    code, _, stderr = mpirun(2, "--resume", previous, "--iterations", 40, "--output", tmp_path / "more.h5",
+                             "--quiet", timeout=60)
+    assert code == 0, stderr
+    assert previous.read_bytes() == before
+    assert _read(tmp_path / "more.h5")["diagnostics"]["iteration"][-1] == 40
+    code, _, stderr = mpirun(2, "--resume", previous, "--output", tmp_path / "more.h5", timeout=LIMIT)
+    assert code == 2 and "--force" in stderr
+
+
+def test_resume_needs_a_checkpoint(tmp_path):
+    plain = tmp_path / "plain.h5"
+    code, _, stderr = mpirun(2, *SMALL, "--iterations", 5, "--output", plain, timeout=60)
+    assert code == 0, stderr
+    code, _, stderr = mpirun(2, "--resume", plain, timeout=LIMIT)
+    assert code == 2 and "holds no checkpoint" in stderr and "Traceback" not in stderr
+
+
+def test_simulated_run_checkpoints_and_resumes_bit_for_bit(tmp_path):
+    from conftest import launch
+
+    simulate = [sys.executable, "-m", "dgdlocal", "run", "--simulate", "3", *map(str, SMALL),
+                "--iterations", "200", "--checkpoint-every", "30"]
+    code, _, stderr = launch([*simulate, "--output", str(tmp_path / "whole.h5")])
+    assert code == 0, stderr
+    code, _, stderr = launch([*simulate, "--output", str(tmp_path / "part.h5")],
+                             env={"DGDLOCAL_TEST_FAULT": "raise:2:77"})
+    assert code != 0 and "test fault" in stderr
+    assert _read(tmp_path / "part.h5")["checkpoint"]["iteration"] == 60
+    code, _, stderr = launch([sys.executable, "-m", "dgdlocal", "--resume", str(tmp_path / "part.h5"), "--simulate", "3"])
+    assert code == 0, stderr
+    _assert_identical(_read(tmp_path / "whole.h5"), _read(tmp_path / "part.h5"))
