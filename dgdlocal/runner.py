@@ -53,6 +53,8 @@ class RunConfig:
     sampling_rate: float = 0.5
     measurements: int | None = None
     balance: float = 0.0
+    preconditioner: str = "none"
+    precond_damping: float = 1e-3
     topology: str = "ring"
     weights: str | None = None
     weight_rule: str = "metropolis"
@@ -154,6 +156,9 @@ def check_settings(config: RunConfig) -> None:
     if config.balance > 0 and not local:
         raise InputError(f"--balance needs a problem with a factor V (factorization, completion, sensing); "
                          f"got --problem {config.problem}.", collective=True)
+    if config.preconditioner == "scaled" and not local:
+        raise InputError(f"--preconditioner scaled needs a problem with a factor V (factorization, completion, "
+                         f"sensing); got --problem {config.problem}.", collective=True)
     if config.init == "spectral" and config.problem == "least-squares":
         raise InputError("--init spectral is for the low-rank problems; least squares starts from --init random.",
                          collective=True)
@@ -240,6 +245,8 @@ def prepare(config: RunConfig, context: Context) -> Prepared:
                          "consensus. Pass --lazy to use (W+I)/2.", collective=True)
     # The balance term adds curvature ≈ 4·balance·σ₁ near a balanced point.
     lipschitz = local_problems[0].lipschitz(sigma1) + 4.0 * config.balance * sigma1
+    if config.preconditioner == "scaled":
+        lipschitz /= sigma1   # the curvature seen through the Gram preconditioner: scale-free (4 for factorization)
     step_bound = (1.0 - 2.0 * summary["omega"]) / lipschitz
     step_size = solver.auto_step(lipschitz, summary["lambda_min"]) if config.step == "auto" else float(config.step)
     digests = context.reducer.gather_values([checkpoint_module.problem_digest(p) for p in local_problems])
@@ -323,7 +330,9 @@ def solve(prepared: Prepared, config: RunConfig, context: Context, on_record=Non
     """Run DGD+LOCAL on a prepared problem (files are written only by the `checkpoint` callback)."""
     settings = solver.Settings(step_size=prepared.step_size, iterations=config.iterations, tolerance=config.tolerance,
                                log_every=config.log_every, J=context.J, weights=prepared.network.weights,
-                               balance_weight=config.balance)
+                               balance_weight=config.balance,
+                               scaled=solver.ScaledStep(config.precond_damping * prepared.sigma1, context.J)
+                               if config.preconditioner == "scaled" else None)
     exchange = context.make_exchange(prepared.network.weights, prepared.U[0].shape, np.dtype(config.dtype))
     try:
         return solver.run(prepared.problems, context.local_ranks, prepared.U, prepared.V, settings, exchange,

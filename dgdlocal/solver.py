@@ -125,6 +125,7 @@ class Settings:
     J: int
     weights: np.ndarray
     balance_weight: float = 0.0
+    scaled: "ScaledStep | None" = None    # --preconditioner scaled
 
 
 @dataclass
@@ -142,6 +143,56 @@ def _norm2(array) -> float:
     return 0.0 if array is None else float(np.vdot(array, array))
 
 
+def gram_totals(U, V, reducer):
+    """(Σ_j U_jᵀU_j, Σ_j V_jᵀV_j) over all ranks: the one r×r all-reduce of an iteration (rank order, the same bits
+    as the simulation), shared by the balancing regularizer and the scaled step."""
+    r = U[0].shape[1]
+    local = np.zeros((2, r, r))
+    for U_j, V_j in zip(U, V):
+        local[0] += U_j.T @ U_j
+        local[1] += V_j.T @ V_j
+    return reducer.ordered_sum(local)
+
+
+class ScaledStep:
+    """--preconditioner scaled: a ScaledGD-style step, with r×r Gram matrices as a variable metric (damped by λ):
+
+        V_j ← V_j − µ ∇_V f_j (U_jᵀU_j + λI)⁻¹                              (local)
+        U_j ← Σ_i W̃_ji U_i − µ ∇_U f_j (VᵀV + λI)⁻¹,   VᵀV = Σ_j V_jᵀV_j       (gram_totals)
+
+    then the common change of gauge U_j ← U_j A, V_j ← V_j A⁻ᵀ that balances (1/J) Σ_j U_jᵀU_j against VᵀV: it
+    leaves every product U_j V_jᵀ unchanged, maps agreeing copies to agreeing copies, and keeps the damping λ small
+    against both Gram matrices (without it the factors drift apart in scale and λ slows the weak directions).
+    The metric moves with the iterate: this is not gradient descent on one fixed function. A fixed point of the
+    step is a stationary point of g with the consensus penalty measured in M = VᵀV + λI (tr(D M Dᵀ) instead of
+    ‖D‖²); M is the same on every rank, so at consensus Σ_j ∇_U f_j = 0, as for plain DGD+LOCAL. No theorem
+    here excludes non-consensus limit points; exact consensus is checked numerically (tests, docs/performance.md).
+    """
+
+    def __init__(self, damping: float, J: int):
+        self.damping, self.J, self.metric = damping, J, None
+
+    def _damped(self, gram):
+        return gram + self.damping * np.eye(gram.shape[0])
+
+    def steps(self, U, V, grads_U, grads_V, VtV):
+        """Preconditioned directions for the local blocks."""
+        self.metric = self._damped(VtV)
+        P_U = np.linalg.inv(self.metric).astype(U[0].dtype, copy=False)
+        return ([g @ P_U for g in grads_U],
+                [g @ np.linalg.inv(self._damped(U_j.T.astype(np.float64) @ U_j)).astype(g.dtype, copy=False)
+                 for U_j, g in zip(U, grads_V)])
+
+    def balance(self, U, V, UtU, VtV):
+        """(U_j A, V_j A⁻ᵀ) with Aᵀ (UtU/J) A = A⁻¹ VtV A⁻ᵀ diagonal (both damped by λ)."""
+        R_U = np.linalg.cholesky(self._damped(UtU / self.J)).T
+        R_V = np.linalg.cholesky(self._damped(VtV)).T
+        P, S, _ = np.linalg.svd(R_U @ R_V.T)
+        root = np.sqrt(S)
+        A, A_inv_T = np.linalg.solve(R_U, P * root), R_U.T @ P / root
+        return [U_j @ A.astype(U_j.dtype) for U_j in U], [V_j @ A_inv_T.astype(V_j.dtype) for V_j in V]
+
+
 class Balance:
     """Balancing regularizer Σ_j (µ_b / 4J) ‖U_jᵀU_j − VᵀV‖_F², VᵀV = Σ_j V_jᵀV_j (each rank uses its own copy U_j;
     at consensus this is (µ_b/4)‖UᵀU − VᵀV‖_F²). Needs one all-reduce of two r×r matrices per iteration.
@@ -152,14 +203,8 @@ class Balance:
     def __init__(self, weight: float, J: int):
         self.weight, self.J = weight, J
 
-    def terms(self, U, V, reducer):
-        """(value, [∇_U], [∇_V]) for the local blocks; the value is the global regularizer."""
-        r = U[0].shape[1]
-        local = np.zeros((2, r, r))
-        for U_j, V_j in zip(U, V):
-            local[0] += U_j.T @ U_j
-            local[1] += V_j.T @ V_j
-        totals = reducer.ordered_sum(local)
+    def terms(self, U, V, totals):
+        """(value, [∇_U], [∇_V]) for the local blocks, from gram_totals; the value is the global regularizer."""
         mean_UtU, VtV = totals[0] / self.J, totals[1]
         gaps = [U_j.T @ U_j - VtV for U_j in U]
         local_value = sum(self.weight / (4.0 * self.J) * float(np.sum(gap ** 2)) for gap in gaps)
@@ -169,17 +214,19 @@ class Balance:
 
 
 def _local_diagnostics(problems, U, V, values, grads_U, grads_V, neighbourhoods, mixed, step_size, own_ranks,
-                       regularizer):
+                       regularizer, metric=None):
     """Per-rank sums that need no Ū: f_j, consensus penalty + regularizer, ‖∇g‖², ‖U_j‖², ‖V_j‖², data norm²,
-    non-finite flag."""
+    non-finite flag. With the scaled step the penalty is measured in its metric M (‖D‖² → tr(D M Dᵀ)), so that
+    its fixed points are the stationary points of g."""
     out = np.zeros(7)
     out[1] = regularizer
     for j, problem in enumerate(problems):
         penalty = 0.0
         for i, weight, U_i in neighbourhoods[j]:
             if i != own_ranks[j]:
-                penalty += weight / (4.0 * step_size) * float(np.sum((U[j] - U_i) ** 2))
-        grad_g_U = grads_U[j] + (U[j] - mixed[j]) / step_size
+                D = U[j] - U_i
+                penalty += weight / (4.0 * step_size) * float(np.sum(D ** 2 if metric is None else D * (D @ metric)))
+        grad_g_U = grads_U[j] + (U[j] - mixed[j] if metric is None else (U[j] - mixed[j]) @ metric) / step_size
         out += (values[j], penalty, _norm2(grad_g_U) + _norm2(grads_V[j]), _norm2(U[j]), _norm2(V[j]),
                 problem.data_norm2, 0.0)
     out[6] = float(not np.all(np.isfinite(out[:6])))
@@ -301,10 +348,15 @@ def run(problems, own_ranks, U, V, settings: Settings, exchange, reducer, *, on_
         grads_U = [c[1] for c in computed]
         grads_V = [c[2] for c in computed]
         regularizer = 0.0
+        scaled = settings.scaled
+        totals = gram_totals(U, V, reducer) if balance is not None or scaled is not None else None
         if balance is not None:
-            regularizer, extra_U, extra_V = balance.terms(U, V, reducer)
+            regularizer, extra_U, extra_V = balance.terms(U, V, totals)
             grads_U = [g + e for g, e in zip(grads_U, extra_U)]
             grads_V = [g + e for g, e in zip(grads_V, extra_V)]
+        steps_U, steps_V = grads_U, grads_V
+        if scaled is not None:
+            steps_U, steps_V = scaled.steps(U, V, grads_U, grads_V, totals[1])
         t1 = clock()
         neighbourhoods = exchange.finish()
         t2 = clock()
@@ -313,7 +365,8 @@ def run(problems, own_ranks, U, V, settings: Settings, exchange, reducer, *, on_
         timing["wait"] += t2 - t1
         if diagnostic:
             first = reducer.sum(_local_diagnostics(problems, U, V, values, grads_U, grads_V, neighbourhoods, mixed,
-                                                   step, own_ranks, regularizer))
+                                                   step, own_ranks, regularizer,
+                                                   None if scaled is None else scaled.metric))
             mean_U = reducer.sum(_local_sum(U)) / settings.J
             second = reducer.sum(_mean_diagnostics(problems, U, V, mean_U))
             decision = None
@@ -325,9 +378,11 @@ def run(problems, own_ranks, U, V, settings: Settings, exchange, reducer, *, on_
             if status is not None:
                 break
         for j in range(len(problems)):
-            U[j] = mixed[j] - step * grads_U[j]
+            U[j] = mixed[j] - step * steps_U[j]
             if V[j] is not None:
-                V[j] = V[j] - step * grads_V[j]
+                V[j] = V[j] - step * steps_V[j]
+        if scaled is not None:
+            U, V = scaled.balance(U, V, totals[0], totals[1])
         iteration += 1
     return Outcome(status=status, iterations=iteration, U=U, V=V,
                    diagnostics=recorder.history if recorder is not None else {},

@@ -76,6 +76,8 @@ CASES = {
     "sensing-spectral": dict(problem="sensing", n=9, m=13, rank=2, init="spectral", measurements=600),
     "symmetric-sensing": dict(problem="symmetric-sensing", n=8, rank=2),
     "least-squares": dict(problem="least-squares", n=6, m=31),
+    "factorization-scaled": dict(topology="erdos-renyi", preconditioner="scaled", condition_number=100.0),
+    "sensing-scaled-balance": dict(problem="sensing", n=9, m=13, rank=2, preconditioner="scaled", balance=0.1),
 }
 
 
