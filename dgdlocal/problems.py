@@ -139,7 +139,17 @@ def _low_rank_norm2(C, D) -> float:
     return float(np.sum((C.T @ C) * (D.T @ D)))
 
 
-class Factorization:
+class _LowRankTruth:
+    """truth_error2 for the problems whose ground truth is X⋆_j = U⋆ V⋆_jᵀ (truth_U, truth_V or None)."""
+
+    def truth_error2(self, U, V):
+        """(‖U Vᵀ − U⋆V⋆_jᵀ‖_F², ‖U⋆V⋆_jᵀ‖_F²), or None without a ground truth."""
+        if self.truth_U is None:
+            return None
+        return (low_rank_distance2(U, V, self.truth_U, self.truth_V), _low_rank_norm2(self.truth_U, self.truth_V))
+
+
+class Factorization(_LowRankTruth):
     """f_j = ‖U V_jᵀ − Y_j‖_F²; ground truth X⋆_j = U⋆ V⋆_jᵀ when known."""
 
     has_local = True
@@ -156,11 +166,6 @@ class Factorization:
     def residual_norm2(self, U, V):
         return factorization_value(U, V, self.Y)
 
-    def truth_error2(self, U, V):
-        if self.truth_U is None:
-            return None
-        return (low_rank_distance2(U, V, self.truth_U, self.truth_V), _low_rank_norm2(self.truth_U, self.truth_V))
-
     def apply(self, x):
         return self.Y @ x
 
@@ -172,7 +177,7 @@ class Factorization:
         return 4.0 * sigma1
 
 
-class Completion:
+class Completion(_LowRankTruth):
     """f_j = ‖P_Ωj(U V_jᵀ − Y_j)‖_F² over the observed entries (rows[k], cols[k]) of rank j's columns.
 
     Memory: the observed entries plus (n + m_j) r, never a dense n × m_j mask.
@@ -210,11 +215,6 @@ class Completion:
         residual = self._residual(U, V)
         return float(np.vdot(residual, residual))
 
-    def truth_error2(self, U, V):
-        if self.truth_U is None:
-            return None
-        return (low_rank_distance2(U, V, self.truth_U, self.truth_V), _low_rank_norm2(self.truth_U, self.truth_V))
-
     def apply(self, x):
         """P_Ω(Y_j) x, for x of shape (m_j,) or (m_j, k)."""
         x = np.asarray(x)
@@ -236,7 +236,7 @@ class Completion:
         return 4.0 * sigma1
 
 
-class Sensing:
+class Sensing(_LowRankTruth):
     """f_j = ½‖A_j vec(U V_jᵀ) − y_j‖² with a dense p_j × (n m_j) operator A_j (row-major vec).
 
     ∇_U f_j = G V_j, ∇_V f_j = Gᵀ U with G = mat(A_jᵀ (A_j vec(U V_jᵀ) − y_j)).
@@ -263,11 +263,6 @@ class Sensing:
     def residual_norm2(self, U, V):
         residual = self._residual(U, V)
         return float(np.vdot(residual, residual))
-
-    def truth_error2(self, U, V):
-        if self.truth_U is None:
-            return None
-        return (low_rank_distance2(U, V, self.truth_U, self.truth_V), _low_rank_norm2(self.truth_U, self.truth_V))
 
     def apply(self, x):
         return self._backprojection @ x

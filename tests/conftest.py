@@ -56,12 +56,18 @@ def launch(args, *, timeout=60, cwd=None, env=None):
     full_env.update(env or {})
     process = subprocess.Popen(args, cwd=cwd, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                text=True, start_new_session=True)
+    return finish(process, timeout)
+
+
+def finish(process, timeout):
+    """Wait for a process started in its own session; on timeout kill its whole group and fail."""
     try:
         stdout, stderr = process.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
         os.killpg(process.pid, signal.SIGKILL)
         stdout, stderr = process.communicate()
-        pytest.fail(f"{' '.join(args)} did not finish within {timeout} s (a hang)\nstdout:\n{stdout}\nstderr:\n{stderr}")
+        pytest.fail(f"{' '.join(process.args)} did not finish within {timeout} s (a hang)\n"
+                    f"stdout:\n{stdout}\nstderr:\n{stderr}")
     return process.returncode, stdout, stderr
 
 

@@ -16,7 +16,7 @@ import h5py
 import numpy as np
 import pytest
 
-from conftest import mpirun
+from conftest import finish, mpirun
 
 LIMIT = 10  # seconds from a fault or a signal to the end of the whole job
 SMALL = ["--n", 30, "--m", 40, "--rank", 3, "--tolerance", 0, "--log-every", 50, "--quiet"]
@@ -49,16 +49,6 @@ def _start(J, *args, env=None):
     command = ["mpirun", "-n", str(J), sys.executable, "-m", "dgdlocal", *map(str, args)]
     return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             start_new_session=True, env={**os.environ, **(env or {})})
-
-
-def _finish(process, timeout):
-    try:
-        stdout, stderr = process.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        stdout, stderr = process.communicate()
-        pytest.fail(f"mpirun did not end within {timeout} s (a hang)\nstdout:\n{stdout}\nstderr:\n{stderr}")
-    return process.returncode, stdout, stderr
 
 
 @pytest.mark.parametrize("how, at, checkpoint_every", [
@@ -100,7 +90,7 @@ def test_signal_to_mpirun_checkpoints_and_exits_4_within_10_s(tmp_path, name):
     time.sleep(0.5)
     sent = time.monotonic()
     process.send_signal(getattr(signal, name))
-    code, stdout, stderr = _finish(process, timeout=30)
+    code, stdout, stderr = finish(process, timeout=30)
     seconds = time.monotonic() - sent
     assert code == 4, stderr
     assert seconds <= LIMIT, f"{seconds:.1f} s from {name} to the end of the job"
