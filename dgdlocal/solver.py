@@ -12,8 +12,10 @@ MPI, files or argv:
   its graph neighbours, ``finish()`` waits and returns, per local rank, the list
   of (i, W̃_ji, U_i) in ascending i (self included);
 * ``reducer``: ``sum(array)`` (sum over all ranks of the local partial sums),
-  ``decide(obj)`` (the coordinator's value, everywhere), ``gather_rows(list)``
-  and ``gather_values(list)`` (to the coordinator), ``is_root``.
+  ``ordered_sum(array)`` (the same in rank order, bit-reproducible; small r×r arrays
+  for --balance and --preconditioner), ``decide(obj)`` (the coordinator's value,
+  everywhere), ``gather_rows(list)`` and ``gather_values(list)`` (to the coordinator),
+  ``stop_vote()`` (the agreed signal flag), ``is_root``.
 
 An MPI rank holds one block; the simulation holds all J of them.
 """
@@ -204,7 +206,8 @@ class Balance:
         self.weight, self.J = weight, J
 
     def terms(self, U, V, totals):
-        """(value, [∇_U], [∇_V]) for the local blocks, from gram_totals; the value is the global regularizer."""
+        """(value, [∇_U], [∇_V]) for the local blocks, from gram_totals; the value is the local blocks' share
+        of the regularizer (the diagnostics sum it over ranks)."""
         mean_UtU, VtV = totals[0] / self.J, totals[1]
         gaps = [U_j.T @ U_j - VtV for U_j in U]
         local_value = sum(self.weight / (4.0 * self.J) * float(np.sum(gap ** 2)) for gap in gaps)
