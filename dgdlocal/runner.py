@@ -490,7 +490,7 @@ def _progress_printer(context: Context, config: RunConfig):
 def _print_summary(config: RunConfig, outcome, timing, signal_name, J) -> None:
     history = outcome.diagnostics
     last = {name: values[-1] for name, values in history.items()}
-    lines = [f"dgdlocal: status {outcome.status} after {outcome.iterations} iterations"
+    lines = [f"dgdlocal: status {outcome.status} after {outcome.iterations} iterations in {last['elapsed']:.2f} s"
              + (f" (last diagnostics at iteration {last['iteration']})" if last["iteration"] != outcome.iterations else ""),
              f"  objective {last['objective']:.3e}   relative error {last['relative_error']:.3e}   "
              f"optimality error {last['optimality_error']:.3e}",
