@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Cost model of one DGD+LOCAL iteration at J ranks (docs/performance.md, "Cost model").
 
-    python scripts/cost_model.py BENCH.json [--n 100000] [--m 10000000] [--r 10]
+    python scripts/cost_model.py BENCH.json [--n 100000] [--m 10000000] [--r 10] [--gap-runs GAP.jsonl]
 
     T_iter(J) = max(T_compute, T_comm) + T_mix
     T_compute = bytes(Y_j) / R          R: bytes of Y_j per second of one iteration, measured (bench section a)
@@ -13,6 +13,12 @@ Interconnects: this machine's ping-pong (bench section pingpong) and HDR InfiniB
 (1-byte RDMA latency on Azure HBv3, docs.azure.cn/en-us/virtual-machines/hbv3-performance),
 1/β = 25 GB/s (4 × 50 Gb/s HDR lanes, the link speed Open MPI's verbs code assigns to HDR,
 github.com/open-mpi/ompi pull 4946).
+
+Iterations (item 4 check): with --gap-runs (the JSONL of `scripts/bench_network.py gap`), the
+iterations to 1e-10 measured in the serial simulation are fitted as  iterations = a + b / gap  and as
+iterations = c · gap^(−p), gap = 1 − max(|λ₂|, |λ_J|) of the metropolis W (computed here exactly,
+by FFT of the circulant W, up to J = 4096), and time to solution = iterations × T_iter is printed
+for ring, torus and exponential graphs at J = 16 … 4096.
 """
 
 from __future__ import annotations
@@ -20,6 +26,10 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
+import sys
+
+import numpy as np
 
 HDR = dict(alpha_s=1.2e-6, beta_s_per_byte=1 / 25e9)
 
@@ -44,19 +54,64 @@ def predict(J, topology, n, m, r, rate, bandwidth, link):
                 iteration_s=total, efficiency=compute / total)
 
 
+def spectral_gap(topology: str, J: int) -> float:
+    """1 − max(|λ₂|, |λ_J|) of dgdlocal's metropolis W (lazy iff ω ≥ ½), from the FFT of its first row.
+
+    ring and exponential (J a power of two) give circulant W; the torus (rows × cols grid, wrapped,
+    rank = row · cols + col) a block-circulant one, diagonalized by the 2-D FFT."""
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir))
+    from dgdlocal import topology as top
+    W = top.mixing_weights(top.build_adjacency(topology, J), "metropolis")
+    if top.omega(W) >= 0.5:
+        W = top.lazy(W)
+    if topology == "torus":
+        rows, cols = top.grid_shape(J)
+        first = W[0].reshape(rows, cols)
+        for k in (1, cols, J - 1):  # spot-check the block-circulant structure
+            i, j = divmod(k, cols)
+            assert np.allclose(W[k].reshape(rows, cols), np.roll(np.roll(first, i, 0), j, 1))
+        eigenvalues = np.sort(np.fft.fft2(first).real.ravel())
+    else:
+        for k in (1, J // 2, J - 1):
+            assert np.allclose(W[k], np.roll(W[0], k))
+        eigenvalues = np.sort(np.fft.fft(W[0]).real)
+    return float(1.0 - max(abs(eigenvalues[-2]), abs(eigenvalues[0])))
+
+
+def fit_iterations(path):
+    """Least-squares fits of the converged rows: (a, b) of a + b/gap and (c, p) of c·gap^(−p), with the rows."""
+    rows = [json.loads(line) for line in open(path)]
+    rows = [x for x in rows if x.get("sweep") == "gap"]
+    done = [x for x in rows if x["iterations"]]
+    gaps = np.array([x["spectral_gap"] for x in done])
+    its = np.array([x["iterations"] for x in done], dtype=float)
+    a, b = np.linalg.lstsq(np.column_stack([np.ones_like(gaps), 1 / gaps]), its, rcond=None)[0]
+    slope, intercept = np.polyfit(np.log(1 / gaps), np.log(its), 1)
+    Js = np.array([x["J"] for x in done], dtype=float)
+    two = np.linalg.lstsq(np.column_stack([np.ones_like(gaps), np.log(1 / gaps), np.log(Js)]), np.log(its), rcond=None)[0]
+    return (a, b), (math.exp(intercept), slope), rows, (math.exp(two[0]), two[1], two[2])
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("bench_json")
+    parser.add_argument("bench_json", nargs="?", help="bench.py JSON (sections a, pingpong); without it R and B "
+                        "are --rate-GBs and --bandwidth-GBs and only the HDR link is modelled")
+    parser.add_argument("--rate-GBs", type=float, default=2.98, help="R without a bench JSON (bench-1 value, r = 5)")
+    parser.add_argument("--bandwidth-GBs", type=float, default=11.9, help="B without a bench JSON (bench-1 value)")
     parser.add_argument("--n", type=int, default=100_000)
     parser.add_argument("--m", type=int, default=10_000_000)
     parser.add_argument("--r", type=int, default=10)
+    parser.add_argument("--gap-runs", help="JSONL of scripts/bench_network.py gap: adds the iteration model")
     arguments = parser.parse_args()
-    with open(arguments.bench_json) as handle:
-        bench = json.load(handle)
-    rows_a = [x for x in bench["a"] if x["dtype"] == "float64" and x["MB"] >= 256]
-    same_r = [x for x in rows_a if x["r"] == arguments.r] or rows_a
-    rate = sorted(x["n"] * x["m_j"] * 8 / x["iteration_s"] for x in same_r)[len(same_r) // 2]
-    bandwidth = sorted(x["bandwidth_GBs"] * 1e9 for x in rows_a)[len(rows_a) // 2]
+    if arguments.bench_json:
+        with open(arguments.bench_json) as handle:
+            bench = json.load(handle)
+        rows_a = [x for x in bench["a"] if x["dtype"] == "float64" and x["MB"] >= 256]
+        same_r = [x for x in rows_a if x["r"] == arguments.r] or rows_a
+        rate = sorted(x["n"] * x["m_j"] * 8 / x["iteration_s"] for x in same_r)[len(same_r) // 2]
+        bandwidth = sorted(x["bandwidth_GBs"] * 1e9 for x in rows_a)[len(rows_a) // 2]
+    else:
+        bench, rate, bandwidth = {}, arguments.rate_GBs * 1e9, arguments.bandwidth_GBs * 1e9
     links = {"HDR InfiniBand (cited)": HDR}
     for label, fit in bench.get("pingpong", {}).items():
         links[f"this machine, {label}"] = fit
@@ -81,6 +136,35 @@ def main():
                 J *= 2
             print(f"\n{label}, {topology}: communication exceeds compute from J ≈ {J} "
                   f"(Y_j = {8 * arguments.n * arguments.m / J / 1e6:.1f} MB per rank)" if J < 1 << 30 else "")
+    if arguments.gap_runs:
+        iteration_model(arguments.gap_runs, arguments.n, arguments.m, arguments.r, rate, bandwidth)
+
+
+
+
+def iteration_model(path, n, m, r, rate, bandwidth):
+    (a, b), (c, p), rows, (k, p2, q) = fit_iterations(path)
+    print(f"\n### Iterations vs spectral gap (serial simulation, {path})\n")
+    print(f"fit over the {sum(1 for x in rows if x['iterations'])} converged runs: iterations ≈ {a:.0f} + {b:.0f}/gap; "
+          f"power law iterations ≈ {c:.0f} · gap^(−{p:.2f}); with J: iterations ≈ {k:.0f} · gap^(−{p2:.2f}) · J^{q:.2f}\n")
+    print("| J | topology | gap (simulation) | gap (FFT) | iterations to 1e-10 (cap) | a + b/gap | c·gap^(−p) | k·gap^(−p')·J^q |")
+    print("|---|---|---|---|---|---|---|---|")
+    for x in rows:
+        g = spectral_gap(x["topology"], x["J"])
+        measured = x["iterations"] if x["iterations"] else f"> {x['cap']} (rel. error {x['final_error']:.1e})"
+        print(f"| {x['J']} | {x['topology']} | {x['spectral_gap']:.4g} | {g:.4g} | {measured} | {a + b / g:.0f} | "
+              f"{c * g ** -p:.0f} | {k * g ** -p2 * x['J'] ** q:.0f} |")
+    print(f"\n### Time to solution, HDR InfiniBand, n = {n}, m = {m}, r = {r} (iterations from the three fits)\n")
+    print("| topology | J | gap | iterations: a + b/gap | c·gap^(−p) | k·gap^(−p')·J^q | iteration [s] | "
+          "time to 1e-10 [h], range of the fits |")
+    print("|---|---|---|---|---|---|---|---|")
+    for topology in ("ring", "torus", "exponential"):
+        for J in (16, 64, 256, 1024, 4096):
+            g = spectral_gap(topology, J)
+            fits = [a + b / g, c * g ** -p, k * g ** -p2 * J ** q]
+            t = predict(J, topology, n, m, r, rate, bandwidth, HDR)["iteration_s"]
+            print(f"| {topology} | {J} | {g:.3g} | {fits[0]:.3g} | {fits[1]:.3g} | {fits[2]:.3g} | {t:.3g} | "
+                  f"{min(fits) * t / 3600:.3g} – {max(fits) * t / 3600:.3g} |")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,118 @@
+#!/usr/bin/env python3
+"""Iteration counts in the serial simulation for the network part of issue 6 (items 4 and 5).
+
+    python scripts/bench_network.py gap     --out gap.jsonl       # iterations to 1e-10 vs spectral gap, J = 16 … 256
+    python scripts/bench_network.py weights --out weights.jsonl   # rows that complete the step × weight-rule table
+
+One JSON object per line, appended as each run finishes (the sweeps take minutes; a partial file is
+still usable). Iteration counts are deterministic; caps are part of each row (`cap`). The problem of
+the gap sweep is scripts/bench.py's: n = 20, m_j = 4, r = 2, κ = 2, metropolis weights, --step auto.
+Summarize a file with `python scripts/bench_network.py table FILE`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import bench  # noqa: E402  (scripts/bench.py: simulate, paper_demo_matrix)
+
+# (J, topology, cap) in priority order: cap chosen so each run takes ≤ ~3 min on one loaded core
+GAP_RUNS = [(16, "ring", 20000), (16, "torus", 20000), (16, "exponential", 20000),
+            (64, "exponential", 20000), (64, "torus", 20000), (64, "ring", 5000),
+            (128, "exponential", 10000), (128, "torus", 10000),
+            (256, "exponential", 5000), (128, "ring", 2000), (256, "torus", 5000), (256, "ring", 1000)]
+
+
+def emit(out, row):
+    print(json.dumps(row), flush=True)
+    with open(out, "a") as handle:
+        handle.write(json.dumps(row) + "\n")
+
+
+def gap(out, quick=False):
+    runs = [(4, "ring", 2000), (9, "torus", 2000)] if quick else GAP_RUNS
+    for J, topology, cap in runs:
+        start = time.time()
+        result = bench.simulate(J, n=20, m=4 * J, r=2, topology=topology, cap=cap)
+        emit(out, dict(sweep="gap", J=J, topology=topology, cap=cap, seconds=round(time.time() - start, 1), **result))
+
+
+def weights(out):
+    demo = "/tmp/dgdlocal-paper-demo.npy"
+    bench.paper_demo_matrix(demo)
+    sigma = {}
+
+    def run(label, J, n, m, r, topology, rule, multiple, cap, **extra):
+        key = (label, topology)
+        if multiple not in ("auto",) and not str(multiple).startswith("µ=") and key not in sigma:
+            sigma[key] = bench.simulate(J, n=n, m=m, r=r, topology=topology, cap=0, **extra)["sigma1"]
+        if multiple == "auto":
+            step = "auto"
+        elif str(multiple).startswith("µ="):
+            step = float(multiple[2:])
+        else:
+            step = multiple / (4 * sigma[key])
+        start = time.time()
+        result = bench.simulate(J, n=n, m=m, r=r, topology=topology, rule=rule, step=step, cap=cap, **extra)
+        emit(out, dict(sweep="weights", shape=label, topology=topology, rule=rule, step_rule=str(multiple), cap=cap,
+                       seconds=round(time.time() - start, 1), **result))
+
+    demo_args = dict(J=10, n=50, m=200, r=10, data=demo, edge_probability=0.3)
+    # 1. the current --step auto (0.5·min(1, 1+λ_min)/L) on the demo and the κ = 2 ring/exponential shape
+    for rule in ("metropolis", "max-degree", "laplacian"):
+        run("paper demo", topology="erdos-renyi", rule=rule, multiple="auto", cap=20000, **demo_args)
+    # 2. the paper's fixed µ on its demo
+    for rule in ("metropolis", "max-degree", "laplacian"):
+        for mu in ("µ=0.001", "µ=0.003"):
+            run("paper demo, fixed µ", topology="erdos-renyi", rule=rule, multiple=mu, cap=20000, **demo_args)
+    # 3. the missing torus κ = 10 rows, and steps above 1/L where 1/L converged
+    torus = dict(J=16, n=60, m=240, r=4, kappa=10.0)
+    for multiple in (0.25, 0.5, 0.75, 1.0):
+        run("J=16 n=60 m_j=15 r=4 κ=10", topology="torus", rule="laplacian", multiple=multiple, cap=10000, **torus)
+    for multiple in (1.25, 1.5):
+        run("J=16 n=60 m_j=15 r=4 κ=10", topology="torus", rule="metropolis", multiple=multiple, cap=10000, **torus)
+    k2 = dict(J=16, n=100, m=400, r=5, kappa=2.0)
+    for multiple in (1.25, 1.5):
+        run("J=16 n=100 m_j=25 r=5 κ=2", topology="exponential", rule="metropolis", multiple=multiple, cap=10000, **k2)
+    for multiple in (1.25, 1.5):
+        run("paper demo", topology="erdos-renyi", rule="metropolis", multiple=multiple, cap=20000, **demo_args)
+    for rule in ("metropolis", "laplacian"):
+        run("J=16 n=100 m_j=25 r=5 κ=2", topology="ring", rule=rule, multiple="auto", cap=10000, **k2)
+    os.remove(demo)
+
+
+def table(path):
+    rows = [json.loads(line) for line in open(path)]
+    for x in rows:
+        its = x["iterations"] if x["iterations"] else f"not within cap {x['cap']}"
+        if x["sweep"] == "gap":
+            print(f"| {x['J']} | {x['topology']} | {x['spectral_gap']:.3g} | {1 / x['spectral_gap']:.3g} | "
+                  f"{x['step_times_L']:.3f} | {its} | {x['final_error']:.1e} | {x['seconds']:.0f} |")
+        else:
+            print(f"| {x['shape']} | {x['topology']} | {x['rule']} | {x['step_rule']} | {x['step_times_L']:.3f} | "
+                  f"{x['lambda_min']:.3f} | {x['spectral_gap']:.3f} | {its} | {x['final_error']:.1e} |")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("sweep", choices=("gap", "weights", "table"))
+    parser.add_argument("path", nargs="?")
+    parser.add_argument("--out", default="bench-network.jsonl")
+    parser.add_argument("--quick", action="store_true", help="two tiny gap runs (smoke test)")
+    arguments = parser.parse_args()
+    if arguments.sweep == "table":
+        table(arguments.path)
+    elif arguments.sweep == "gap":
+        gap(arguments.out, arguments.quick)
+    else:
+        weights(arguments.out)
+
+
+if __name__ == "__main__":
+    main()
