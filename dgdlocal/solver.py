@@ -186,7 +186,10 @@ class ScaledStep:
                  for U_j, g in zip(U, grads_V)])
 
     def balance(self, U, V, UtU, VtV):
-        """(U_j A, V_j A⁻ᵀ) with Aᵀ (UtU/J) A = A⁻¹ VtV A⁻ᵀ diagonal (both damped by λ)."""
+        """(U_j A, V_j A⁻ᵀ) with Aᵀ (UtU/J) A = A⁻¹ VtV A⁻ᵀ diagonal (both damped by λ).
+
+        UtU and VtV are the Gram totals of the iterate before the step (this iteration's all-reduce), so the
+        gauge lags one step behind and needs no second all-reduce; any common A keeps every U_j V_jᵀ."""
         R_U = np.linalg.cholesky(self._damped(UtU / self.J)).T
         R_V = np.linalg.cholesky(self._damped(VtV)).T
         P, S, _ = np.linalg.svd(R_U @ R_V.T)
