@@ -1,6 +1,6 @@
 """Per-iteration cost of the stop check: none, a blocking 1-byte Allreduce, the deferred Iallreduce vote.
 
-    mpirun -n J python benchmarks/stop_check.py [n m r iterations]
+    mpirun -n J python scripts/bench_stop_check.py [n m r iterations]
 """
 import sys
 import time
