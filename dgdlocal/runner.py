@@ -487,6 +487,11 @@ def _progress_printer(context: Context, config: RunConfig):
     return Progress(config.iterations)
 
 
+def _has_local_factors(outcome) -> bool:
+    """Whether the run had local factors V_j (DGD+LOCAL rather than classical DGD)."""
+    return bool(outcome.V) and outcome.V[0] is not None
+
+
 def _print_summary(config: RunConfig, outcome, timing, signal_name, J) -> None:
     history = outcome.diagnostics
     last = {name: values[-1] for name, values in history.items()}
@@ -508,6 +513,10 @@ def _print_summary(config: RunConfig, outcome, timing, signal_name, J) -> None:
                      f"{config.tolerance:g}; raise --iterations" + (
                          f" and continue with --resume {config.output}." if config.checkpoint_every > 0
                          else " (runs with --checkpoint-every can be continued with --resume)."))
+    if outcome.status == solver.STATUS_MAX_ITERS and _has_local_factors(outcome) and last["relative_consensus"] > 1e-6:
+        lines.append(f"hint: the copies of U still disagree (relative consensus {last['relative_consensus']:.1e}). On "
+                     "slow networks with few columns per rank plain DGD+LOCAL can drift towards unbalanced factors; "
+                     "try --balance 1 or --preconditioner scaled (README: \"When plain DGD+LOCAL drifts\").")
     if outcome.status == solver.STATUS_DIVERGED:
         lines.append("error: the objective became non-finite or exploded; the run diverged. "
                      "Use a smaller --step (or --step auto).")
