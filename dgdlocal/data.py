@@ -8,6 +8,7 @@ only, so the matrix is the same whatever the number of ranks.
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass
 
@@ -59,7 +60,8 @@ class SyntheticSpec:
 
     def singular_values(self) -> np.ndarray:
         if self.truth == "gaussian":
-            U, gram = self.truth_U(), self._v_gram()
+            U, R = self.truth_U(), self._v_factor
+            gram = R.T @ R
             return np.sqrt(np.sort(np.maximum(np.linalg.eigvals((U.T @ U) @ gram).real, 0.0))[::-1])
         if self.r == 1:
             return np.ones(1)
@@ -83,16 +85,16 @@ class SyntheticSpec:
         G = G[lo - first * V_CHUNK_ROWS: hi - first * V_CHUNK_ROWS]
         if self.truth == "gaussian":
             return G
-        R = np.linalg.cholesky(self._v_gram()).T
-        return np.linalg.solve(R.T, G.T).T
+        return np.linalg.solve(self._v_factor.T, G.T).T
 
-    def _v_gram(self) -> np.ndarray:
-        """GᵀG over all m rows of the Gaussian draw behind V⋆."""
+    @functools.cached_property
+    def _v_factor(self) -> np.ndarray:
+        """R with GᵀG = RᵀR over all m rows of the Gaussian draw behind V⋆ (computed once: O(m r²))."""
         gram = np.zeros((self.r, self.r))
         for c in range(-(-self.m // V_CHUNK_ROWS)):
             G = self._v_chunk(c)
             gram += G.T @ G
-        return gram
+        return np.linalg.cholesky(gram).T
 
     def noise_block(self, lo: int, hi: int) -> np.ndarray:
         """Columns lo:hi of the noise matrix (n × (hi−lo))."""
@@ -371,8 +373,6 @@ def load_initial(path: str, j: int, J: int, n: int, lo: int, hi: int, r: int) ->
 
 def write_problem(path: str, spec: SyntheticSpec) -> None:
     """Write the synthetic problem (Y, truth/U, truth/V, attrs) to HDF5, column chunk by column chunk."""
-    import h5py
-
     from .results import atomic_h5
 
     with atomic_h5(path) as handle:
@@ -386,7 +386,6 @@ def write_problem(path: str, spec: SyntheticSpec) -> None:
             Y[:, lo:hi] = synthetic_block(spec, 0, lo, hi).Y
         for key in ("n", "m", "r", "condition_number", "noise", "seed"):
             handle.attrs[key] = getattr(spec, key)
-    del h5py
 
 
 def write_completion(path: str, spec: SyntheticSpec, rate: float) -> None:

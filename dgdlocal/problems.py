@@ -285,14 +285,14 @@ class SymmetricSensing:
     has_local = False
     split = "sum"
 
-    def __init__(self, A, y, n, truth_U=None, owns_truth=False, measurement_share=1.0):
+    def __init__(self, A, y, n, truth_U=None, owns_truth=False):
         self.A, self.y, self.n = A, y, n
         self.truth_U, self.owns_truth = truth_U, owns_truth
         self.data_norm2 = float(np.vdot(y, y))
         self.data_shape = (n, n)
         backprojection = (A.T @ y).reshape(n, n)
-        # Each rank's share of (1/p) Σ_k y_k A_k, scaled so the sum over ranks estimates X⋆.
-        self._backprojection = 0.5 * (backprojection + backprojection.T) / measurement_share
+        # Rank j's part of Σ_k y_k A_k (A_k entries N(0, 1/p)): the sum over ranks estimates X⋆.
+        self._backprojection = 0.5 * (backprojection + backprojection.T)
 
     def _residual(self, U):
         return self.A @ (U @ U.T).ravel() - self.y
