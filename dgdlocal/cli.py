@@ -160,6 +160,17 @@ def _add_run(parser):
     algorithm.add_argument("--precond-damping", type=_number(float, "precond-damping", minimum=0.0, strict=True),
                            default=1e-3, metavar="DELTA",
                            help="λ = DELTA·σ₁(data) in --preconditioner scaled (default %(default)s)")
+    algorithm.add_argument("--rebalance-every", type=_number(int, "rebalance-every", minimum=0),
+                           default=DEFAULTS.rebalance_every, metavar="K",
+                           help="every K iterations, sum the r×r Gram matrices (one all-reduce) and apply the common "
+                                "gauge U_j A, V_j A⁻ᵀ that balances them if the factors' scales differ by more than "
+                                "--rebalance-threshold; keeps every U_j V_jᵀ; stops the drift of plain DGD+LOCAL on "
+                                "slow networks (problems with a factor V; 0 = pure DGD+LOCAL as in the papers; "
+                                "default %(default)s)")
+    algorithm.add_argument("--rebalance-threshold", type=_number(float, "rebalance-threshold", minimum=1.0),
+                           default=DEFAULTS.rebalance_threshold, metavar="T",
+                           help="rebalance when max(‖A‖₂, ‖A⁻¹‖₂)² > T for the balancing gauge A (for r = 1: the "
+                                "ratio ‖V‖ / rms‖U_j‖) (default %(default)s)")
     algorithm.add_argument("--iterations", type=_number(int, "iterations", minimum=0), default=DEFAULTS.iterations,
                            help="iteration cap (default %(default)s)")
     algorithm.add_argument("--tolerance", type=_number(float, "tolerance", minimum=0.0), default=DEFAULTS.tolerance,

@@ -55,6 +55,8 @@ class RunConfig:
     balance: float = 0.0
     preconditioner: str = "none"
     precond_damping: float = 1e-3
+    rebalance_every: int = solver.REBALANCE_EVERY
+    rebalance_threshold: float = solver.REBALANCE_THRESHOLD
     topology: str = "ring"
     weights: str | None = None
     weight_rule: str = "metropolis"
@@ -332,7 +334,9 @@ def solve(prepared: Prepared, config: RunConfig, context: Context, on_record=Non
                                log_every=config.log_every, J=context.J, weights=prepared.network.weights,
                                balance_weight=config.balance,
                                scaled=solver.ScaledStep(config.precond_damping * prepared.sigma1, context.J)
-                               if config.preconditioner == "scaled" else None)
+                               if config.preconditioner == "scaled" else None,
+                               rebalance=solver.Rebalance(config.rebalance_every, config.rebalance_threshold,
+                                                          context.J) if config.rebalance_every > 0 else None)
     exchange = context.make_exchange(prepared.network.weights, prepared.U[0].shape, np.dtype(config.dtype))
     try:
         return solver.run(prepared.problems, context.local_ranks, prepared.U, prepared.V, settings, exchange,
@@ -504,6 +508,9 @@ def _print_summary(config: RunConfig, outcome, timing, signal_name, J) -> None:
              "  time per rank [s]: " + "  ".join(
                  f"{name} {min(values):.2f}-{max(values):.2f}" for name, values in timing.items()),
              f"  result written to {config.output}"]
+    if outcome.rebalances:
+        lines.insert(4, f"  factors rebalanced {outcome.rebalances} time(s) (--rebalance-every "
+                        f"{config.rebalance_every}, threshold {config.rebalance_threshold:g})")
     if outcome.status == solver.STATUS_CONVERGED and last["relative_consensus"] > config.tolerance:
         lines.append(f"warning: the run reached a stationary point of g whose copies still disagree (relative "
                      f"consensus {last['relative_consensus']:.2e} > {config.tolerance:g}): classical DGD with a "
@@ -516,7 +523,8 @@ def _print_summary(config: RunConfig, outcome, timing, signal_name, J) -> None:
     if outcome.status == solver.STATUS_MAX_ITERS and _has_local_factors(outcome) and last["relative_consensus"] > 1e-6:
         lines.append(f"hint: the copies of U still disagree (relative consensus {last['relative_consensus']:.1e}). On "
                      "slow networks with few columns per rank plain DGD+LOCAL can drift towards unbalanced factors; "
-                     "try --balance 1 or --preconditioner scaled (README: \"When plain DGD+LOCAL drifts\").")
+                     + "try " + ("--rebalance-every 100, " if config.rebalance_every == 0 else "")
+                     + "--balance 1 or --preconditioner scaled (README: \"When plain DGD+LOCAL drifts\").")
     if outcome.status == solver.STATUS_DIVERGED:
         lines.append("error: the objective became non-finite or exploded; the run diverged. "
                      "Use a smaller --step (or --step auto).")

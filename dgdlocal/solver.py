@@ -5,6 +5,9 @@ One iteration, for every rank j (both gradients at iterate k):
     U_j ← Σ_i W̃_ji U_i − µ ∇_U f_j(U_j, V_j)        (sum in ascending rank order, self included)
     V_j ← V_j − µ ∇_V f_j(U_j, V_j)
 
+and, every K iterations (--rebalance-every), a common change of gauge U_j ← U_j A, V_j ← V_j A⁻ᵀ when the
+factors have drifted out of balance (Rebalance).
+
 The loop sees the network through two small objects, so it knows nothing of
 MPI, files or argv:
 
@@ -35,6 +38,10 @@ STATUS_INTERRUPTED, STATUS_RUNNING = "interrupted", "running"
 EXPLOSION_FACTOR = 1e8
 #: Fraction of the local stability limit (1 + λ_min(W̃)) / L used by --step auto.
 STEP_SAFETY = 0.5
+#: --rebalance-every default: iterations between two looks at the balance of the factors.
+REBALANCE_EVERY = 100
+#: --rebalance-threshold default: rebalance when the factors' scales differ by more than this factor.
+REBALANCE_THRESHOLD = 16.0
 DIAGNOSTIC_NAMES = ("iteration", "elapsed", "objective", "penalized_objective", "consensus_error",
                     "relative_consensus", "gradient_norm", "relative_error", "optimality_error",
                     "stationarity", "balance")
@@ -128,6 +135,7 @@ class Settings:
     weights: np.ndarray
     balance_weight: float = 0.0
     scaled: "ScaledStep | None" = None    # --preconditioner scaled
+    rebalance: "Rebalance | None" = None  # --rebalance-every
 
 
 @dataclass
@@ -139,6 +147,7 @@ class Outcome:
     diagnostics: dict = field(default_factory=dict)   # filled on the coordinator
     mean_U: np.ndarray | None = None
     timing: dict = field(default_factory=dict)        # per process: compute, wait, diagnostics
+    rebalances: int = 0                               # gauge changes made by Rebalance in this run
 
 
 def _norm2(array) -> float:
@@ -154,6 +163,59 @@ def gram_totals(U, V, reducer):
         local[0] += U_j.T @ U_j
         local[1] += V_j.T @ V_j
     return reducer.ordered_sum(local)
+
+
+def balancing_gauge(mean_UtU, VtV):
+    """(A, A⁻ᵀ) with Aᵀ mean_UtU A = A⁻¹ VtV A⁻ᵀ diagonal: the gauge U ← U A, V ← V A⁻ᵀ that balances the two
+    (positive definite) Gram matrices. With R_U, R_V their Cholesky factors and R_U R_Vᵀ = P S Qᵀ,
+    A = R_U⁻¹ P S^½ and A⁻ᵀ = R_Uᵀ P S^-½; both sides then equal S. Raises LinAlgError when a Gram matrix is
+    not positive definite."""
+    R_U = np.linalg.cholesky(mean_UtU).T
+    R_V = np.linalg.cholesky(VtV).T
+    P, S, _ = np.linalg.svd(R_U @ R_V.T)
+    root = np.sqrt(S)
+    return np.linalg.solve(R_U, P * root), R_U.T @ P / root
+
+
+def apply_gauge(U, V, A, A_inv_T):
+    """(U_j A, V_j A⁻ᵀ) for the local blocks: every product U_j V_jᵀ is unchanged, agreeing copies stay agreeing."""
+    return [U_j @ A.astype(U_j.dtype) for U_j in U], [V_j @ A_inv_T.astype(V_j.dtype) for V_j in V]
+
+
+class Rebalance:
+    """Occasional gauge rebalancing for plain DGD+LOCAL (problems with a local factor V_j).
+
+    g = Σ_j f_j + consensus penalty has a way down besides consensus: U_j → aU_j, V_j → V_j/a keeps every fit and
+    shrinks the penalty, and on slow networks with small blocks the iterates drift that way and stall. Every
+    `every` iterations the ranks sum the r×r Gram matrices (one ordered all-reduce, the same bits everywhere) and,
+    when the balancing gauge A of (1/J) Σ_j U_jᵀU_j against VᵀV = Σ_j V_jᵀV_j stretches some direction by more
+    than `threshold` in scale (max(‖A‖₂, ‖A⁻¹‖₂)² > threshold; for r = 1 the ratio of ‖V‖ to the root-mean-square
+    ‖U_j‖), apply it to every block. Σ_j f_j and every U_j V_jᵀ are unchanged; only the path of g moves.
+    """
+
+    def __init__(self, every: int, threshold: float, J: int):
+        self.every, self.threshold, self.J, self.count = every, threshold, J, 0
+
+    def due(self, iteration: int) -> bool:
+        return iteration % self.every == 0
+
+    def imbalance(self, totals) -> tuple[float, tuple | None]:
+        """(max(‖A‖₂, ‖A⁻¹‖₂)², (A, A⁻ᵀ)); (1, None) when a Gram matrix is singular or not finite."""
+        if not np.all(np.isfinite(totals)):
+            return 1.0, None
+        try:
+            gauge = balancing_gauge(totals[0] / self.J, totals[1])
+        except np.linalg.LinAlgError:
+            return 1.0, None
+        stretch = np.linalg.svd(gauge[0], compute_uv=False)
+        return float(max(stretch[0], 1.0 / stretch[-1]) ** 2), gauge
+
+    def __call__(self, U, V, reducer):
+        ratio, gauge = self.imbalance(gram_totals(U, V, reducer))
+        if gauge is None or ratio <= self.threshold:
+            return U, V
+        self.count += 1
+        return apply_gauge(U, V, *gauge)
 
 
 class ScaledStep:
@@ -190,12 +252,7 @@ class ScaledStep:
 
         UtU and VtV are the Gram totals of the iterate before the step (this iteration's all-reduce), so the
         gauge lags one step behind and needs no second all-reduce; any common A keeps every U_j V_jᵀ."""
-        R_U = np.linalg.cholesky(self._damped(UtU / self.J)).T
-        R_V = np.linalg.cholesky(self._damped(VtV)).T
-        P, S, _ = np.linalg.svd(R_U @ R_V.T)
-        root = np.sqrt(S)
-        A, A_inv_T = np.linalg.solve(R_U, P * root), R_U.T @ P / root
-        return [U_j @ A.astype(U_j.dtype) for U_j in U], [V_j @ A_inv_T.astype(V_j.dtype) for V_j in V]
+        return apply_gauge(U, V, *balancing_gauge(self._damped(UtU / self.J), self._damped(VtV)))
 
 
 class Balance:
@@ -335,6 +392,7 @@ def run(problems, own_ranks, U, V, settings: Settings, exchange, reducer, *, on_
     """
     step = settings.step_size
     balance = Balance(settings.balance_weight, settings.J) if settings.balance_weight > 0 else None
+    rebalance = settings.rebalance if settings.scaled is None and V[0] is not None else None
     timing = {"compute": 0.0, "wait": 0.0, "diagnostics": 0.0}
     recorder = _Recorder(settings, on_record, history) if reducer.is_root else None
     start = clock()
@@ -390,6 +448,10 @@ def run(problems, own_ranks, U, V, settings: Settings, exchange, reducer, *, on_
         if scaled is not None:
             U, V = scaled.balance(U, V, totals[0], totals[1])
         iteration += 1
+        if rebalance is not None and rebalance.due(iteration):
+            t3 = clock()
+            U, V = rebalance(U, V, reducer)
+            timing["compute"] += clock() - t3
     return Outcome(status=status, iterations=iteration, U=U, V=V,
                    diagnostics=recorder.history if recorder is not None else {},
-                   mean_U=mean_U, timing=timing)
+                   mean_U=mean_U, timing=timing, rebalances=0 if rebalance is None else rebalance.count)

@@ -85,13 +85,14 @@ def main(argv=None) -> dict:
     found, distributed = {}, {}
     for r in size["ranks"]:
         config = runner.RunConfig(problem="factorization", data=path, rank=r, iterations=size["iterations"],
-                                  tolerance=1e-12, log_every=100, seed=1)
+                                  tolerance=1e-12, log_every=100, seed=1, rebalance_every=0)
         result = launcher.run(config, 1, f"camera_rank{r}")
         if result is not None:
             found[r] = result
     for r in size["distributed_ranks"]:
         config = runner.RunConfig(problem="factorization", data=path, rank=r, topology="ring",
-                                  iterations=size["distributed_iterations"], tolerance=1e-12, log_every=100, seed=1)
+                                  iterations=size["distributed_iterations"], tolerance=1e-12, log_every=100, seed=1,
+                                  rebalance_every=0)
         result = launcher.run(config, J, f"camera_rank{r}_J{J}")
         if result is not None:
             distributed[r] = result

@@ -78,6 +78,9 @@ CASES = {
     "least-squares": dict(problem="least-squares", n=6, m=31),
     "factorization-scaled": dict(topology="erdos-renyi", preconditioner="scaled", condition_number=100.0),
     "sensing-scaled-balance": dict(problem="sensing", n=9, m=13, rank=2, preconditioner="scaled", balance=0.1),
+    # threshold 1: the gauge is applied at every 10th iteration, so the rebalancing path is exercised
+    "factorization-rebalanced": dict(topology="star", rebalance_every=10, rebalance_threshold=1.0),
+    "completion-rebalanced": dict(problem="completion", sampling_rate=0.4, rebalance_every=7, rebalance_threshold=1.0),
 }
 
 
@@ -95,6 +98,9 @@ def test_mpi_run_equals_serial_simulation(case):
         differences.append(_relative_difference(mpi_outcome.V[0], simulated_outcome.V[j]))
     worst = comm.allreduce(max(differences), op=_max())
     assert mpi_outcome.iterations == simulated_outcome.iterations == config.iterations
+    assert mpi_outcome.rebalances == simulated_outcome.rebalances
+    if "rebalanced" in case:
+        assert simulated_outcome.rebalances == config.iterations // config.rebalance_every
     assert worst <= 1e-12, f"MPI and simulation differ by {worst:.2e} (relative)"
     if j == 0:
         for name in ("objective", "consensus_error", "gradient_norm"):
