@@ -4,11 +4,13 @@ The compiled kernel needs numba (`pip install 'dgdlocal[fast]'`); without it eve
 the numpy path. The environment variable DGDLOCAL_KERNEL chooses:
 
 * ``auto`` (default): the compiled kernel when numba imports and Y_j has at least
-  ``MIN_BYTES`` (64 MB). Smaller blocks stay on numpy: there the time saved per iteration
-  is small against the fixed cost of the compiled path in each process (importing numba
-  and loading the compiled code from numba's cache, ≈ 1–2 s; compiling it the first time,
-  or on every run where numba has no writable cache directory, takes several seconds
-  more: point NUMBA_CACHE_DIR at a writable directory on clusters);
+  ``MIN_BYTES`` (64 MB) and at least ``MIN_COLUMNS`` (128) columns. Below 64 MB the time
+  saved per iteration is small against the fixed cost of the compiled path in each process
+  (importing numba and loading the compiled code from numba's cache, ≈ 1–2 s; compiling it
+  the first time, or on every run where numba has no writable cache directory, takes
+  several seconds more: point NUMBA_CACHE_DIR at a writable directory on clusters). Below
+  128 columns the per-row overhead of the compiled loops makes it no faster than numpy's
+  row blocks (2× slower at 16 columns);
 * ``numba``: the compiled kernel at every size (an error if numba is missing);
 * ``numpy``: never the compiled kernel.
 
@@ -26,6 +28,8 @@ ENVIRONMENT = "DGDLOCAL_KERNEL"
 MODES = ("auto", "numba", "numpy")
 #: Smallest Y_j (bytes) for which ``auto`` takes the compiled kernel.
 MIN_BYTES = 64 << 20
+#: Fewest columns of Y_j for which ``auto`` takes the compiled kernel.
+MIN_COLUMNS = 128
 #: Bytes of Vᵀ and of the Uᵀ Y accumulator (together) over one column panel: half the L2 of one core.
 PANEL_BYTES = 512 << 10
 
@@ -75,7 +79,7 @@ def use_compiled(U, V, Y) -> bool:
             raise ImportError(f"{ENVIRONMENT}=numba but numba does not import ({_import_error}); "
                               "install it with pip install 'dgdlocal[fast]' or unset the variable")
         return True
-    return Y.nbytes >= MIN_BYTES and _load() is not None
+    return Y.nbytes >= MIN_BYTES and Y.shape[1] >= MIN_COLUMNS and _load() is not None
 
 
 def panel_columns(m: int, r: int, itemsize: int) -> int:

@@ -23,7 +23,7 @@ Factorization has two single-pass kernels over Y_j, both blocked by rows so a bl
 * ``factorization_gradients`` (every iteration): the Gram form
   ∇_U f_j = 2 (U (V_jᵀV_j) − Y_j V_j),  ∇_V f_j = 2 (V_j (UᵀU) − Y_jᵀ U),
   i.e. Y_j V_j and Uᵀ Y_j in one pass (4 n m_j r flops, no residual written); with numba
-  installed and Y_j ≥ 64 MB the two products come from one compiled pass instead, which
+  installed and Y_j ≥ 64 MB (≥ 128 columns) the two products come from one compiled pass, which
   reads each row of Y_j once for both (kernels.py, _numba_gram.py; DGDLOCAL_KERNEL=numpy
   forces this numpy pass);
 * ``factorization_value_and_gradients`` (diagnostic iterations): the residual

@@ -63,6 +63,8 @@ def test_choice_of_kernel(monkeypatch):
     assert kernels.mode() == "auto"
     assert not kernels.use_compiled(U, V, Y)                  # small: numpy
     monkeypatch.setattr(kernels, "MIN_BYTES", Y.nbytes)
+    assert not kernels.use_compiled(U, V, Y)                  # 40 columns: numpy
+    monkeypatch.setattr(kernels, "MIN_COLUMNS", 40)
     assert kernels.use_compiled(U, V, Y)                      # large enough: compiled
     monkeypatch.setenv(kernels.ENVIRONMENT, "numpy")
     assert not kernels.use_compiled(U, V, Y)
