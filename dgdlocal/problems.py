@@ -22,7 +22,10 @@ Factorization has two single-pass kernels over Y_j, both blocked by rows so a bl
 
 * ``factorization_gradients`` (every iteration): the Gram form
   ∇_U f_j = 2 (U (V_jᵀV_j) − Y_j V_j),  ∇_V f_j = 2 (V_j (UᵀU) − Y_jᵀ U),
-  i.e. Y_j V_j and Uᵀ Y_j in one pass (4 n m_j r flops, no residual written);
+  i.e. Y_j V_j and Uᵀ Y_j in one pass (4 n m_j r flops, no residual written); with numba
+  installed and Y_j ≥ 64 MB (≥ 128 columns) the two products come from one compiled pass, which
+  reads each row of Y_j once for both (kernels.py, _numba_gram.py; DGDLOCAL_KERNEL=numpy
+  forces this numpy pass);
 * ``factorization_value_and_gradients`` (diagnostic iterations): the residual
   U V_jᵀ − Y_j formed one row block at a time (6 n m_j r flops); its value is
   the exact sum of squared residual entries, with no ‖Y‖² − 2⟨U, Y V⟩ + ⟨UᵀU, VᵀV⟩
@@ -39,6 +42,8 @@ from __future__ import annotations
 import math
 
 import numpy as np
+
+from dgdlocal import kernels
 
 #: Bytes of one residual row block; small enough to stay in cache.
 RESIDUAL_BLOCK_BYTES = 1 << 20
@@ -61,8 +66,8 @@ def squared_norm(block) -> float:
     return total
 
 
-def factorization_gradients(U, V_j, Y_j):
-    """(∇_U f_j, ∇_V f_j) = (2 (U VᵀV − Y V), 2 (V UᵀU − Yᵀ U)): one blocked pass computing Y V and Uᵀ Y."""
+def gram_products(U, V_j, Y_j):
+    """(Y V, Uᵀ Y) in one blocked numpy pass: each row block is read from memory once, then from cache."""
     n = Y_j.shape[0]
     YV = np.empty_like(U)
     UtY = np.zeros((U.shape[1], Y_j.shape[1]), dtype=np.result_type(U, Y_j))
@@ -73,6 +78,15 @@ def factorization_gradients(U, V_j, Y_j):
         np.matmul(Y_j[lo:hi], V_j, out=YV[lo:hi])
         np.matmul(U[lo:hi].T, Y_j[lo:hi], out=partial)
         UtY += partial
+    return YV, UtY
+
+
+def factorization_gradients(U, V_j, Y_j):
+    """(∇_U f_j, ∇_V f_j) = (2 (U VᵀV − Y V), 2 (V UᵀU − Yᵀ U)): one blocked pass computing Y V and Uᵀ Y."""
+    if kernels.use_compiled(U, V_j, Y_j):
+        YV, UtY = kernels.gram_products(U, V_j, Y_j)
+    else:
+        YV, UtY = gram_products(U, V_j, Y_j)
     grad_U = U @ (V_j.T @ V_j)
     grad_U -= YV
     grad_U *= 2.0

@@ -2,6 +2,7 @@
 """Benchmarks of dgdlocal on this machine; writes a JSON file and a markdown table.
 
     python scripts/bench.py [--quick] [--sections a,b,c,d,e,pingpong,gap,weights] [--out DIR]
+                            [--sizes 256,512 --ranks 1,2,3,5 --dtypes float64]   # section a only
 
 Sections (issue 6): a roofline (stream Y_j once vs one iteration), b the three local-gradient
 formulations, c scaling at 1 and 2 ranks (from /timing of the result files), d iterations and
@@ -32,18 +33,24 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import numpy as np  # noqa: E402
 
-from dgdlocal import problems, runner  # noqa: E402
+from dgdlocal import kernels, problems, runner  # noqa: E402
 
 SECTIONS = ("a", "b", "c", "d", "e", "pingpong", "gap", "weights")
 MB = 1 << 20
 
 
+#: The clock of median_time (sections a and b): wall time, or with --clock cpu the CPU time of this
+#: thread, which leaves out the time the process waits for a core on a shared machine (all timed
+#: work runs in this one thread: one BLAS thread, the compiled kernel is serial).
+CLOCK = time.perf_counter
+
+
 def median_time(action, repeats):
     times = []
     for _ in range(repeats):
-        start = time.perf_counter()
+        start = CLOCK()
         action()
-        times.append(time.perf_counter() - start)
+        times.append(CLOCK() - start)
     return float(np.median(times))
 
 
@@ -75,39 +82,82 @@ def one_iteration(U, V, Y, mixed, step):
     return mixed - step * grad_U, V - step * grad_V
 
 
-def section_a(quick, repeats):
-    sizes = [8, 32] if quick else [8, 64, 256, 512, 1024]
-    ranks = [5] if quick else [1, 2, 5, 10]
+def with_kernel(mode, action):
+    """Run action() with DGDLOCAL_KERNEL=mode (numpy: the blocked numpy pass; numba: the compiled pass)."""
+    previous = os.environ.get(kernels.ENVIRONMENT)
+    os.environ[kernels.ENVIRONMENT] = mode
+    try:
+        return action()
+    finally:
+        if previous is None:
+            del os.environ[kernels.ENVIRONMENT]
+        else:
+            os.environ[kernels.ENVIRONMENT] = previous
+
+
+def section_a(quick, repeats, sizes=None, ranks=None, dtypes=None):
+    sizes = sizes or ([8, 32] if quick else [8, 64, 256, 512, 1024])
+    ranks = ranks or ([5] if quick else [1, 2, 3, 5, 10])
+    dtypes = dtypes or ["float64", "float32"]
     m_j = 1024 if quick else 8192
+    compiled = kernels.available()
     rng = np.random.default_rng(0)
-    rows = []
-    for dtype in (np.float64, np.float32):
+    rows, first_calls = [], []
+    for dtype in (np.dtype(d) for d in dtypes):
         for size in sizes:
-            n = size * MB // (np.dtype(dtype).itemsize * m_j)
+            n = size * MB // (dtype.itemsize * m_j)
             Y = rng.random((n, m_j), dtype=dtype)
             x = np.ones(m_j, dtype=dtype)
             for r in ranks:
                 U = rng.random((n, r), dtype=dtype)
                 V = rng.random((m_j, r), dtype=dtype)
-                # interleave the reference and the iteration so both see the same machine load
-                stream, iteration, summed = [], [], []
+                paths = {"numpy": lambda: with_kernel("numpy", lambda: one_iteration(U, V, Y, U, 1e-3))}
+                if compiled:
+                    paths["numba"] = lambda: with_kernel("numba", lambda: one_iteration(U, V, Y, U, 1e-3))
+                    start = time.perf_counter()
+                    paths["numba"]()   # compilation (or loading it from numba's cache) is not timed below
+                    first_calls.append(time.perf_counter() - start)
+                # interleave the reference and the iterations so all see the same machine load
+                stream, summed, iteration = [], [], {path: [] for path in paths}
                 for _ in range(repeats):
                     stream.append(median_time(lambda: Y @ x, 1))
                     summed.append(median_time(lambda: np.sum(Y), 1))
-                    iteration.append(median_time(lambda: one_iteration(U, V, Y, U, 1e-3), 1))
-                t_stream, t_sum, t_iter = (float(np.median(v)) for v in (stream, summed, iteration))
+                    for path, action in paths.items():
+                        iteration[path].append(median_time(action, 1))
+                t_stream, t_sum = float(np.median(stream)), float(np.median(summed))
                 t_ref = min(t_stream, t_sum)
-                rows.append(dict(dtype=np.dtype(dtype).name, MB=size, n=n, m_j=m_j, r=r, stream_s=t_ref,
+                times = {path: float(np.median(v)) for path, v in iteration.items()}
+                default = "numba" if compiled and with_kernel("auto", lambda: kernels.use_compiled(U, V, Y)) else "numpy"
+                rows.append(dict(dtype=dtype.name, MB=size, n=n, m_j=m_j, r=r, stream_s=t_ref,
                                  gemv_s=t_stream, sum_s=t_sum, bandwidth_GBs=Y.nbytes / t_ref / 1e9,
-                                 iteration_s=t_iter, ratio=t_iter / t_ref,
-                                 gflops=4 * n * m_j * r / t_iter / 1e9))
+                                 numpy_s=times["numpy"], numpy_ratio=times["numpy"] / t_ref,
+                                 numba_s=times.get("numba"), numba_ratio=times["numba"] / t_ref if compiled else None,
+                                 default=default, iteration_s=times[default], ratio=times[default] / t_ref,
+                                 gflops=4 * n * m_j * r / times[default] / 1e9))
                 print(f"a {rows[-1]}", flush=True)
             del Y
-    table = ["| dtype | Y_j MB | n × m_j | r | stream Y_j once [ms] | GB/s | iteration [ms] | ratio | GFlop/s (4nm r) |",
-             "|---|---|---|---|---|---|---|---|---|"]
-    table += [f"| {x['dtype']} | {x['MB']} | {x['n']}×{x['m_j']} | {x['r']} | {1e3 * x['stream_s']:.2f} | "
-              f"{x['bandwidth_GBs']:.1f} | {1e3 * x['iteration_s']:.2f} | **{x['ratio']:.2f}** | {x['gflops']:.1f} |"
-              for x in rows]
+    if compiled:
+        import numba
+
+        table = [f"numpy path: blocked numpy pass (`DGDLOCAL_KERNEL=numpy`); numba path: the compiled single pass "
+                 f"(numba {numba.__version__}, `dgdlocal/_numba_gram.py`); its first call per (dtype, r) "
+                 f"(compilation or numba cache load, not in the timings) took {min(first_calls):.2f}–"
+                 f"{max(first_calls):.2f} s. Ratio = iteration / stream Y_j once; the solver's default is "
+                 f"the compiled pass for Y_j ≥ {kernels.MIN_BYTES // MB} MB.", "",
+                 "| dtype | Y_j MB | n × m_j | r | stream Y_j once [ms] | GB/s | numpy iteration [ms] | ratio | "
+                 "numba iteration [ms] | ratio | speed-up | GFlop/s (4nm r, numba) |",
+                 "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+        table += [f"| {x['dtype']} | {x['MB']} | {x['n']}×{x['m_j']} | {x['r']} | {1e3 * x['stream_s']:.2f} | "
+                  f"{x['bandwidth_GBs']:.1f} | {1e3 * x['numpy_s']:.2f} | {x['numpy_ratio']:.2f} | "
+                  f"{1e3 * x['numba_s']:.2f} | **{x['numba_ratio']:.2f}** | {x['numpy_s'] / x['numba_s']:.2f} | "
+                  f"{4 * x['n'] * x['m_j'] * x['r'] / x['numba_s'] / 1e9:.1f} |" for x in rows]
+    else:
+        table = ["numba is not installed: numpy path only (`pip install 'dgdlocal[fast]'` adds the compiled pass).", "",
+                 "| dtype | Y_j MB | n × m_j | r | stream Y_j once [ms] | GB/s | iteration [ms] | ratio | GFlop/s (4nm r) |",
+                 "|---|---|---|---|---|---|---|---|---|"]
+        table += [f"| {x['dtype']} | {x['MB']} | {x['n']}×{x['m_j']} | {x['r']} | {1e3 * x['stream_s']:.2f} | "
+                  f"{x['bandwidth_GBs']:.1f} | {1e3 * x['iteration_s']:.2f} | **{x['ratio']:.2f}** | {x['gflops']:.1f} |"
+                  for x in rows]
     return rows, table
 
 
@@ -135,20 +185,24 @@ def section_b(quick, repeats):
     Y = rng.random((n, m_j))
     U, V = rng.random((n, r)), rng.random((m_j, r))
     y2 = float(np.vdot(Y, Y))
-    kernels = {
+    formulations = {
         "naive full residual": lambda: naive(U, V, Y),
         "two-pass Gram form (Y V, Yᵀ U)": lambda: gram_two_pass(U, V, Y, y2),
         "single blocked pass, residual (diagnostic iterations)":
             lambda: problems.factorization_value_and_gradients(U, V, Y, value=True),
         "single blocked pass, Gram form (every other iteration)":
-            lambda: problems.factorization_value_and_gradients(U, V, Y, value=False),
+            lambda: with_kernel("numpy", lambda: problems.factorization_value_and_gradients(U, V, Y, value=False)),
     }
+    if kernels.available():
+        formulations["single compiled pass, Gram form (numba)"] = \
+            lambda: with_kernel("numba", lambda: problems.factorization_value_and_gradients(U, V, Y, value=False))
+        formulations["single compiled pass, Gram form (numba)"]()   # compile outside the timings
     rows = []
-    times = {name: [] for name in kernels}
+    times = {name: [] for name in formulations}
     for _ in range(repeats):
-        for name, kernel in kernels.items():
+        for name, kernel in formulations.items():
             times[name].append(median_time(kernel, 1))
-    for name, kernel in kernels.items():
+    for name, kernel in formulations.items():
         tracemalloc.start()
         kernel()
         peak = tracemalloc.get_traced_memory()[1]
@@ -158,8 +212,8 @@ def section_b(quick, repeats):
         print(f"b {rows[-1]}", flush=True)
     table = [f"Y_j {n}×{m_j} float64 ({Y.nbytes / MB:.0f} MB), r = {r}; peak = extra numpy memory (tracemalloc) "
              "beyond Y_j, U, V.", "",
-             "| formulation | time [ms] | vs single Gram pass | peak extra memory [MB] |", "|---|---|---|---|"]
-    base = rows[-1]["seconds"]
+             "| formulation | time [ms] | vs single blocked Gram pass | peak extra memory [MB] |", "|---|---|---|---|"]
+    base = rows[3]["seconds"]
     table += [f"| {x['kernel']} | {1e3 * x['seconds']:.1f} | {x['seconds'] / base:.2f} | {x['peak_extra_MB']:.2f} |"
               for x in rows]
     return rows, table
@@ -494,26 +548,42 @@ def section_weights(quick, workdir):
 # --------------------------------------------------------------------------- main
 
 
+def _int_list(text):
+    return [int(x) for x in text.split(",") if x]
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke test of the script, not a measurement")
     parser.add_argument("--sections", default=",".join(SECTIONS), help="comma-separated subset of " + ",".join(SECTIONS))
     parser.add_argument("--repeats", type=int, default=None, help="repeats per timing (default 5, quick 1)")
     parser.add_argument("--out", default="bench-results", help="directory for bench.json and bench.md")
+    parser.add_argument("--sizes", type=_int_list, help="section a: sizes of Y_j in MB (default 8,64,256,512,1024)")
+    parser.add_argument("--ranks", type=_int_list, help="section a: ranks r (default 1,2,3,5,10)")
+    parser.add_argument("--dtypes", type=lambda text: text.split(","), help="section a: float64,float32 (default both)")
+    parser.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                        help="sections a and b: wall time, or CPU time of the (single) timing thread, which leaves "
+                             "out waiting for a core on a loaded machine (memory traffic of other jobs still counts)")
     arguments = parser.parse_args(argv)
     sections = [s for s in arguments.sections.split(",") if s]
     unknown = set(sections) - set(SECTIONS)
     if unknown:
         parser.error(f"unknown sections {sorted(unknown)}; choose from {','.join(SECTIONS)}")
     repeats = arguments.repeats or (1 if arguments.quick else 5)
+    if arguments.clock == "cpu":
+        if any(os.environ.get(name, "1") != "1" for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS")):
+            parser.error("--clock cpu times one thread: run with OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1")
+        global CLOCK
+        CLOCK = time.thread_time
     os.makedirs(arguments.out, exist_ok=True)
     workdir = tempfile.mkdtemp(prefix="dgdlocal-bench-")
     meta = dict(date=time.strftime("%Y-%m-%d %H:%M:%S"), quick=arguments.quick, repeats=repeats,
                 python=platform.python_version(), numpy=np.__version__, machine=platform.machine(),
-                cpus=os.cpu_count(), load_average=os.getloadavg(), command=" ".join([sys.argv[0], *(argv or sys.argv[1:])]))
+                cpus=os.cpu_count(), load_average=os.getloadavg(), clock=arguments.clock, command=" ".join([sys.argv[0], *(argv or sys.argv[1:])]))
     results, markdown = {"meta": meta}, [f"# dgdlocal benchmark ({meta['date']}{', QUICK' if arguments.quick else ''})", "",
                                          f"`{meta['command']}` — {meta['cpus']} CPUs, load average at start "
-                                         f"{meta['load_average'][0]:.1f}, numpy {meta['numpy']}, median of {repeats}", ""]
+                                         f"{meta['load_average'][0]:.1f}, numpy {meta['numpy']}, median of {repeats}"
+                                         f"{', CPU time of the timing thread' if arguments.clock == 'cpu' else ''}", ""]
     titles = {"a": "a. Roofline: stream Y_j once vs one DGD+LOCAL iteration (one process)",
               "b": "b. Three formulations of the local gradient",
               "c": "c. Scaling at 1 and 2 MPI ranks", "d": "d. Iterations and time to relative error 1e-6 / 1e-10",
@@ -524,7 +594,8 @@ def main(argv=None):
         for section in sections:
             start = time.perf_counter()
             if section == "a":
-                data, table = section_a(arguments.quick, repeats)
+                data, table = section_a(arguments.quick, repeats, arguments.sizes, arguments.ranks,
+                                        arguments.dtypes)
             elif section == "b":
                 data, table = section_b(arguments.quick, repeats)
             elif section == "c":
