@@ -20,7 +20,7 @@ import numpy as np
 
 from . import checkpoint as checkpoint_module
 from . import data as data_module
-from . import builders, solver, topology
+from . import builders, kernels, solver, topology
 from .errors import InputError
 from .signals import StopRequest
 
@@ -161,6 +161,13 @@ def check_settings(config: RunConfig) -> None:
     if config.preconditioner == "scaled" and not local:
         raise InputError(f"--preconditioner scaled needs a problem with a factor V (factorization, completion, "
                          f"sensing); got --problem {config.problem}.", collective=True)
+    try:
+        kernel = kernels.mode()
+    except ValueError as error:
+        raise InputError(f"{error}.", collective=True) from None
+    if kernel == "numba" and not kernels.available():
+        raise InputError(f"{kernels.ENVIRONMENT}=numba, but numba does not import: install it with "
+                         "pip install 'dgdlocal[fast]', or unset the variable.", collective=True)
     if config.init == "spectral" and config.problem == "least-squares":
         raise InputError("--init spectral is for the low-rank problems; least squares starts from --init random.",
                          collective=True)

@@ -104,3 +104,13 @@ def test_the_kernel_still_loads_where_numba_has_no_writable_cache_dir():
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "NullCache"
+
+
+def test_a_bad_kernel_variable_ends_the_job_with_one_message_and_no_result(tmp_path):
+    from conftest import mpirun
+
+    output = tmp_path / "r.h5"
+    code, stdout, stderr = mpirun(2, "--output", output, env={"DGDLOCAL_KERNEL": "fast"}, timeout=30)
+    assert code == 2 and "Traceback" not in stderr
+    assert stderr.count("DGDLOCAL_KERNEL='fast': choose one of auto, numba, numpy") == 1
+    assert not output.exists()
