@@ -6,7 +6,8 @@ mpirun ends the job but names a PID that is often another rank's. So under an MP
 
 * the child exits normally: the supervisor exits with the same code and prints nothing;
 * the child dies from a signal: the supervisor prints one line naming the rank, the pid,
-  the signal and its common causes, then exits 128 + signal; the launcher ends the job;
+  the signal and its common causes, then ends itself by the same signal (without a core
+  file), so the launcher sees the rank die as it would have unsupervised and ends the job;
 * the supervisor dies (kill -9 of its pid): the kernel kills the child (PR_SET_PDEATHSIG),
   so no solver process is left behind;
 * SIGTERM, SIGINT, SIGUSR1, SIGUSR2, SIGHUP and SIGCONT sent to the supervisor are passed
@@ -94,13 +95,15 @@ def describe_death(rank: str, pid: int, number: int) -> str:
 
 
 def supervise(command: list[str]) -> int | None:
-    """Run `command` (the same dgdlocal invocation) as the supervised solver; return the exit code
-    to leave with, or None if the child could not be started (then run unsupervised)."""
+    """Run `command` (the same dgdlocal invocation) as the supervised solver; return its exit code,
+    or None if it could not be started (then run unsupervised). If it dies from a signal, report
+    it and die by the same signal."""
     rank = launcher_rank()
     child = None
-    pending = []
+    pending, received = [], set()
 
     def forward(number, frame):  # noqa: ARG001 - signal handler signature
+        received.add(number)
         if child is None:
             pending.append(number)
         else:
@@ -123,5 +126,18 @@ def supervise(command: list[str]) -> int | None:
     code = child.wait()
     if code >= 0:
         return code
-    os.write(2, describe_death(rank, child.pid, -code).encode())
-    return 128 - code
+    if -code not in received:   # not a signal sent to the whole job, e.g. Ctrl-C before the solver started
+        os.write(2, describe_death(rank, child.pid, -code).encode())
+    _die_by(-code)
+
+
+def _die_by(number: int) -> None:
+    """End this process by signal `number`, as the child ended: the launcher then sees the rank die
+    exactly as it would have without the supervisor. No core file of its own."""
+    import resource
+
+    resource.setrlimit(resource.RLIMIT_CORE, (0, resource.getrlimit(resource.RLIMIT_CORE)[1]))
+    if number != signal.SIGKILL:
+        signal.signal(number, signal.SIG_DFL)
+    os.kill(os.getpid(), number)
+    os._exit(128 + number)   # only if the signal does not end a process by default

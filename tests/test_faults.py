@@ -172,13 +172,13 @@ def test_sigterm_to_one_supervisor_reaches_its_rank_and_the_job_exits_4(tmp_path
     assert "interrupted by a signal to another rank" in stdout and "Traceback" not in stderr
 
 
-def test_the_supervisor_names_rank_pid_and_signal_and_exits_128_plus_signal(tmp_path):
+def test_the_supervisor_names_rank_pid_and_signal_and_dies_by_the_same_signal(tmp_path):
     """supervisor.supervise alone, without MPI: a child that SIGKILLs itself, one that exits 3."""
     script = ("import sys; from dgdlocal.supervisor import supervise; "
               "sys.exit(supervise([sys.executable, '-c', sys.argv[1]]))")
     env = {"PMI_RANK": "5", "DGDLOCAL_SUPERVISED": ""}
     code, _, stderr = launch([sys.executable, "-c", script, "import os; os.kill(os.getpid(), 9)"], env=env)
-    assert code == 128 + 9
+    assert code == -signal.SIGKILL
     assert re.fullmatch(r"dgdlocal: rank 5 \(pid \d+ on \S+\) was killed by signal 9 \(SIGKILL\) at [^;]+; "
                         r"the job cannot go on without it\. Common cause: .*out-of-memory.*\.\n", stderr), stderr
     code, _, stderr = launch([sys.executable, "-c", script, "import sys; sys.exit(3)"], env=env)
