@@ -13,8 +13,8 @@ mpirun ends the job but names a PID that is often another rank's. So under an MP
 * SIGTERM, SIGINT, SIGUSR1, SIGUSR2, SIGHUP and SIGCONT sent to the supervisor are passed
   on to the child (mpirun and SLURM signal both anyway; a second copy only sets the same flag).
 
-The child keeps the launcher's file descriptors (PMI_FD, PMI2_FD), environment and process
-group, so MPI starts in it as it would have in the supervisor. This module imports only the
+The child keeps the launcher's file descriptors (the PMI socket of PMI_FD), environment and
+process group, so MPI starts in it as it would have in the supervisor. This module imports only the
 standard library: the supervisor never loads numpy, mpi4py or h5py.
 """
 
@@ -60,7 +60,7 @@ def supervisor_pid() -> int | None:
 
 def wanted() -> bool:
     """Supervise when started by an MPI launcher, unless switched off, already supervised, or
-    MPI is already initialized in this process (`python -m mpi4py -m dgdlocal`)."""
+    mpi4py.MPI is loaded already (MPI may have started in this process)."""
     return (launcher_rank() is not None and os.environ.get(SWITCH_VARIABLE, "").lower() != "off"
             and supervisor_pid() is None and "mpi4py.MPI" not in sys.modules)
 
