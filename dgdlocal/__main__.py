@@ -109,6 +109,14 @@ def main(argv=None) -> int:
 
 
 def console_script() -> None:
+    """`python -m dgdlocal` / `dgdlocal`: under an MPI launcher the solver runs in a supervised child
+    (supervisor.py), started with this process's own command line."""
+    from . import supervisor
+
+    if supervisor.wanted():
+        code = supervisor.supervise([sys.executable, *sys.orig_argv[1:]])
+        if code is not None:
+            sys.exit(code)
     sys.exit(main())
 
 

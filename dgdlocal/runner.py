@@ -23,6 +23,7 @@ from . import data as data_module
 from . import builders, kernels, solver, topology
 from .errors import InputError
 from .signals import StopRequest
+from .supervisor import supervisor_pid
 
 EXIT_OK, EXIT_CRASH, EXIT_INPUT, EXIT_DIVERGED, EXIT_INTERRUPTED = 0, 1, 2, 3, 4
 #: Test-only fault injection, read in `_test_fault` alone: "raise:RANK:ITER", "kill:RANK:ITER" or
@@ -389,9 +390,9 @@ def _execute(config: RunConfig, context: Context, command: str, stop: StopReques
         f"dgdlocal: step {prepared.step_size:.3g} ({'auto' if config.step == 'auto' else 'given'}; "
         f"Thm 2.5 bound (1-2ω)/L = {prepared.step_bound:.3g} with L ≈ {prepared.lipschitz:.3g}), "
         f"up to {config.iterations} iterations, tolerance {config.tolerance:g}")
-    if not config.simulate:   # MPICH names a killed process by its PID only
-        places = context.reducer.gather_values([f"{socket.gethostname()}:{os.getpid()}"])
-        say(context, config, "dgdlocal: rank host:pid " + " ".join(f"{j}={p}" for j, p in enumerate(places or [])))
+    if not config.simulate:
+        places = context.reducer.gather_values([(f"{socket.gethostname()}:{os.getpid()}", supervisor_pid())])
+        say(context, config, _process_map(places or []))
     if config.resume is not None:
         say(context, config, f"dgdlocal: resuming from iteration {prepared.start_iteration} of {config.resume}")
     writer = _ResultWriter(prepared, config, context, command)
@@ -487,6 +488,15 @@ def _test_fault(context: Context):
             os.kill(os.getpid(), signal.SIGKILL if kind == "kill" else signal.SIGTERM)
 
     return fault
+
+
+def _process_map(places) -> str:
+    """The header line mapping each rank to host:pid of its solver process and, when supervised,
+    to the pid of its supervisor (the process the launcher started, which MPICH's messages name)."""
+    line = "dgdlocal: rank host:pid " + " ".join(f"{j}={place}" for j, (place, _) in enumerate(places))
+    if places and all(parent is not None for _, parent in places):
+        line += "; supervisor pids " + " ".join(f"{j}={parent}" for j, (_, parent) in enumerate(places))
+    return line
 
 
 def _progress_printer(context: Context, config: RunConfig):

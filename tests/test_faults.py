@@ -16,7 +16,7 @@ import h5py
 import numpy as np
 import pytest
 
-from conftest import finish, mpirun
+from conftest import finish, launch, mpirun
 
 LIMIT = 10  # seconds from a fault or a signal to the end of the whole job
 SMALL = ["--n", 30, "--m", 40, "--rank", 3, "--tolerance", 0, "--log-every", 50, "--quiet"]
@@ -107,6 +107,22 @@ def test_signal_to_mpirun_checkpoints_and_exits_4_within_10_s(tmp_path, name):
     assert resumed["status"] == "max_iters" and resumed["diagnostics"]["iteration"][-1] == stopped + 120
 
 
+def _header(stdout):
+    """({rank: solver pid}, {rank: supervisor pid}) from the line `dgdlocal: rank host:pid 0=h:p ...`."""
+    line = re.search(r"dgdlocal: rank host:pid (.*)", stdout).group(1)
+    places, _, parents = line.partition("; supervisor pids ")
+    return dict(re.findall(r"(\d+)=[^:\s]+:(\d+)", places)), dict(re.findall(r"(\d+)=(\d+)", parents))
+
+
+def _gone(pid):
+    """True once no process `pid` runs (a zombie counts as gone: PID 1 here does not reap orphans)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
 @pytest.mark.parametrize("how", ["raise", "kill"])
 def test_one_failing_rank_ends_the_job_within_10_s_naming_rank_and_cause(tmp_path, how):
     started = time.monotonic()
@@ -117,12 +133,58 @@ def test_one_failing_rank_ends_the_job_within_10_s_naming_rank_and_cause(tmp_pat
     assert code != 0
     if how == "raise":
         assert "internal error on rank 1" in stderr and "RuntimeError: test fault" in stderr
-    else:   # MPICH names a killed process by PID (the dead rank or one it cleaned up after it);
-        # the header maps PIDs to ranks
-        pids = re.findall(r"\b\d+=[^:\s]+:(\d+)", stdout)
-        named = re.search(r"PID (\d+) ", stdout + stderr)
-        assert len(pids) == 3 and named and named.group(1) in pids, stdout + stderr
-        assert "Killed (signal 9)" in stdout + stderr
+    else:   # the supervisor of rank 1 names it, with the pid the header shows for it, and the signal
+        solvers, supervisors = _header(stdout)
+        assert len(solvers) == len(supervisors) == 3, stdout
+        named = re.findall(r"dgdlocal: rank (\d+) \(pid (\d+) on [^)]+\) was killed by signal (\d+) \((\w+)\)", stderr)
+        assert named == [("1", solvers["1"], "9", "SIGKILL")], stderr
+        assert "out-of-memory" in stderr and "Traceback" not in stderr
+
+
+def _start_and_read_header(J, tmp_path):
+    """A long run; returns the process once the header line with the pids is out, and the pids."""
+    process = _start(J, "--n", 30, "--m", 40, "--rank", 3, "--iterations", 10**8, "--tolerance", 0,
+                     "--log-every", 1000, "--output", tmp_path / "r.h5")
+    for line in process.stdout:
+        if "host:pid" in line:
+            return process, *_header(line)
+    pytest.fail(f"no header line; stderr:\n{process.stderr.read()}")
+
+
+def test_kill_9_of_a_supervisor_ends_the_job_within_10_s_leaving_no_solver_process(tmp_path):
+    process, solvers, supervisors = _start_and_read_header(3, tmp_path)
+    time.sleep(0.3)
+    sent = time.monotonic()
+    os.kill(int(supervisors["1"]), signal.SIGKILL)
+    code, stdout, stderr = finish(process, timeout=30)
+    seconds = time.monotonic() - sent
+    assert code != 0 and seconds <= LIMIT, f"exit {code} after {seconds:.1f} s"
+    deadline = time.monotonic() + 2
+    while not all(_gone(pid) for pid in solvers.values()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert [pid for pid in solvers.values() if not _gone(pid)] == []
+
+
+def test_sigterm_to_one_supervisor_reaches_its_rank_and_the_job_exits_4(tmp_path):
+    process, solvers, supervisors = _start_and_read_header(3, tmp_path)
+    time.sleep(0.3)
+    os.kill(int(supervisors["2"]), signal.SIGTERM)
+    code, stdout, stderr = finish(process, timeout=30)
+    assert code == 4, stderr
+    assert "interrupted by a signal to another rank" in stdout and "Traceback" not in stderr
+
+
+def test_the_supervisor_names_rank_pid_and_signal_and_dies_by_the_same_signal(tmp_path):
+    """supervisor.supervise alone, without MPI: a child that SIGKILLs itself, one that exits 3."""
+    script = ("import sys; from dgdlocal.supervisor import supervise; "
+              "sys.exit(supervise([sys.executable, '-c', sys.argv[1]]))")
+    env = {"PMI_RANK": "5", "DGDLOCAL_SUPERVISED": ""}
+    code, _, stderr = launch([sys.executable, "-c", script, "import os; os.kill(os.getpid(), 9)"], env=env)
+    assert code == -signal.SIGKILL
+    assert re.fullmatch(r"dgdlocal: rank 5 \(pid \d+ on \S+\) was killed by signal 9 \(SIGKILL\) at [^;]+; "
+                        r"the job cannot go on without it\. Common cause: .*out-of-memory.*\.\n", stderr), stderr
+    code, _, stderr = launch([sys.executable, "-c", script, "import sys; sys.exit(3)"], env=env)
+    assert code == 3 and stderr == ""
 
 
 def _checkpointed_run(tmp_path, J=2, *extra):
@@ -185,8 +247,6 @@ def test_resume_needs_a_checkpoint(tmp_path):
 
 
 def test_simulated_run_checkpoints_and_resumes_bit_for_bit(tmp_path):
-    from conftest import launch
-
     simulate = [sys.executable, "-m", "dgdlocal", "run", "--simulate", "3", *map(str, SMALL),
                 "--iterations", "200", "--checkpoint-every", "30"]
     code, _, stderr = launch([*simulate, "--output", str(tmp_path / "whole.h5")])

@@ -34,3 +34,11 @@ def test_importing_the_package_starts_neither_mpi_nor_hdf5():
             "print(sorted(m for m in ('mpi4py', 'h5py') if m in sys.modules))")
     output = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert output.strip() == "[]"
+
+
+def test_the_supervisor_loads_only_the_standard_library():
+    """The per-rank supervisor (console_script under a launcher) stays small: no numpy, mpi4py or h5py."""
+    code = ("import sys, dgdlocal.__main__, dgdlocal.supervisor; "
+            "print(sorted(m for m in ('numpy', 'mpi4py', 'h5py') if m in sys.modules))")
+    output = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert output.strip() == "[]"

@@ -81,6 +81,16 @@ def test_run_sbatch_writes_the_result(tmp_path):
     assert checkpoint is not None    # run.sbatch checkpoints, so the result can be continued
 
 
+def test_a_rank_killed_under_srun_is_named_and_the_job_fails(tmp_path):
+    job_id = _submit(tmp_path, "run.sbatch", *SMALL, "--iterations", 10**7, "--tolerance", 0,
+                     env={"DGDLOCAL_OUTPUT": "result.h5", "DGDLOCAL_TEST_FAULT": "kill:1:60"})
+    job = _wait(job_id, {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT"})
+    log = (tmp_path / f"job-{job_id}.out").read_text()
+    assert job["JobState"] == "FAILED", log
+    named = re.findall(r"dgdlocal: rank (\d+) \(pid \d+ on \S+\) was killed by signal (\d+) \(SIGKILL\)", log)
+    assert named == [("1", "9")], log
+
+
 def test_scancel_leaves_a_checkpoint_and_the_same_job_continues_it(tmp_path):
     long_run = [*SMALL, "--iterations", 10**7, "--tolerance", 0, "--log-every", 500]
     job_id = _submit(tmp_path, "run.sbatch", *long_run, env={"DGDLOCAL_OUTPUT": "result.h5"})
