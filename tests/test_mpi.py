@@ -81,6 +81,8 @@ CASES = {
     # threshold 1: the gauge is applied at every 10th iteration, so the rebalancing path is exercised
     "factorization-rebalanced": dict(topology="star", rebalance_every=10, rebalance_threshold=1.0),
     "completion-rebalanced": dict(problem="completion", sampling_rate=0.4, rebalance_every=7, rebalance_threshold=1.0),
+    # gain 1: every copy that any rotation brings closer to rank 0's is rotated, so the alignment path is exercised
+    "factorization-aligned": dict(topology="ring", rebalance_every=5, align_gain=1.0),
 }
 
 
@@ -99,6 +101,9 @@ def test_mpi_run_equals_serial_simulation(case):
     worst = comm.allreduce(max(differences), op=_max())
     assert mpi_outcome.iterations == simulated_outcome.iterations == config.iterations
     assert mpi_outcome.rebalances == simulated_outcome.rebalances
+    assert mpi_outcome.alignments == simulated_outcome.alignments
+    if "aligned" in case and J > 1:
+        assert simulated_outcome.alignments >= 1
     if "rebalanced" in case:
         assert simulated_outcome.rebalances == config.iterations // config.rebalance_every
     assert worst <= 1e-12, f"MPI and simulation differ by {worst:.2e} (relative)"
