@@ -68,7 +68,7 @@ class RunConfig:
     init_scale: str | float = "auto"
     initial: str | None = None
     step: str | float = "auto"
-    iterations: int = 20000
+    iterations: int = 200000
     tolerance: float = 1e-10
     log_every: int = 100
     seed: int = 0
