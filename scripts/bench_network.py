@@ -9,13 +9,15 @@ One JSON object per line, appended as each run finishes (the sweeps take minutes
 still usable). Iteration counts are deterministic; caps are part of each row (`cap`). The problem of
 the gap sweep is scripts/bench.py's: n = 20, m_j = 4, r = 2, κ = 2, metropolis weights, --step auto,
 the default rebalancing (recorded in each row). `--rows J:topology:cap,…` replaces the default list
-of gap runs; `--resume` skips a gap run already in --out that converged or had at least that cap.
+of gap runs; `--resume` skips a gap run already in --out that converged or had at least that cap;
+`--rebalance-every 0` repeats them as plain DGD+LOCAL (the gap rows before the default rebalancing).
 Summarize a file with `python scripts/bench_network.py table FILE`.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import os
@@ -48,27 +50,33 @@ def parse_rows(text):
     return rows
 
 
-def done_before(out, J, topology, cap):
-    """A gap row of (J, topology) in `out` that converged or ran at least `cap` iterations."""
+def done_before(out, J, topology, cap, rebalance_every):
+    """A gap row of (J, topology, rebalancing) in `out` that converged or ran at least `cap` iterations."""
     if not os.path.exists(out):
         return False
     rows = [json.loads(line) for line in open(out) if line.strip()]
     return any(x.get("sweep") == "gap" and x["J"] == J and x["topology"] == topology
-               and (x["iterations"] or x["cap"] >= cap) for x in rows)
+               and x.get("rebalance_every") == rebalance_every and (x["iterations"] or x["cap"] >= cap) for x in rows)
 
 
-def gap(out, quick=False, runs=None, resume=False):
+def gap(out, quick=False, runs=None, resume=False, rebalance_every=None):
     runs = runs or ([(4, "ring", 2000), (9, "torus", 2000)] if quick else GAP_RUNS)
+    original = bench.runner.RunConfig
+    if rebalance_every is not None:  # bench.simulate builds its RunConfig with the defaults: change this one
+        bench.runner.RunConfig = functools.partial(original, rebalance_every=rebalance_every)
     defaults = bench.runner.RunConfig()
-    for J, topology, cap in runs:
-        if resume and done_before(out, J, topology, cap):
-            print(f"gap J={J} {topology}: in {out} already, skipped", flush=True)
-            continue
-        start, cpu = time.time(), time.process_time()
-        result = bench.simulate(J, n=20, m=4 * J, r=2, topology=topology, cap=cap)
-        emit(out, dict(sweep="gap", J=J, topology=topology, cap=cap, seconds=round(time.time() - start, 1),
-                       cpu_seconds=round(time.process_time() - cpu, 1), rebalance_every=defaults.rebalance_every,
-                       rebalance_threshold=defaults.rebalance_threshold, **result))
+    try:
+        for J, topology, cap in runs:
+            if resume and done_before(out, J, topology, cap, defaults.rebalance_every):
+                print(f"gap J={J} {topology}: in {out} already, skipped", flush=True)
+                continue
+            start, cpu = time.time(), time.process_time()
+            result = bench.simulate(J, n=20, m=4 * J, r=2, topology=topology, cap=cap)
+            emit(out, dict(sweep="gap", J=J, topology=topology, cap=cap, seconds=round(time.time() - start, 1),
+                           cpu_seconds=round(time.process_time() - cpu, 1), rebalance_every=defaults.rebalance_every,
+                           rebalance_threshold=defaults.rebalance_threshold, **result))
+    finally:
+        bench.runner.RunConfig = original
 
 
 def weights(out):
@@ -134,13 +142,15 @@ def main():
     parser.add_argument("--out", default="bench-network.jsonl")
     parser.add_argument("--quick", action="store_true", help="two tiny gap runs (smoke test)")
     parser.add_argument("--rows", type=parse_rows, help="gap runs J:topology:cap,… instead of the default list")
+    parser.add_argument("--rebalance-every", type=int, help="gap runs with this --rebalance-every instead of the "
+                        "default (0: plain DGD+LOCAL, as before the default rebalancing)")
     parser.add_argument("--resume", action="store_true", help="skip gap runs already in --out (converged or with "
                         "at least that cap)")
     arguments = parser.parse_args()
     if arguments.sweep == "table":
         table(arguments.path)
     elif arguments.sweep == "gap":
-        gap(arguments.out, arguments.quick, arguments.rows, arguments.resume)
+        gap(arguments.out, arguments.quick, arguments.rows, arguments.resume, arguments.rebalance_every)
     else:
         weights(arguments.out)
 
