@@ -27,12 +27,12 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bench  # noqa: E402  (scripts/bench.py: simulate, paper_demo_matrix)
 
-# (J, topology, cap) in order of cost; one iteration takes ≈ 0.05·J ms (ring, torus) to 0.075·J ms
-# (exponential) of one core, so the two ring caps at the end are ≈ 10 and 30 min
+# (J, topology, cap) in order of cost; one iteration takes ≈ 0.04·J ms (ring, torus) to 0.06·J ms
+# (exponential) of one core, so the two ring caps at the end are ≈ 7 and 15 min (docs/performance.md §7a)
 GAP_RUNS = [(16, "ring", 40000), (16, "torus", 40000), (16, "exponential", 40000),
             (64, "exponential", 40000), (64, "torus", 40000), (64, "ring", 60000),
             (128, "exponential", 40000), (128, "torus", 40000),
-            (256, "exponential", 40000), (256, "torus", 40000), (128, "ring", 100000), (256, "ring", 150000)]
+            (256, "exponential", 40000), (256, "torus", 40000), (128, "ring", 100000), (256, "ring", 80000)]
 
 
 def emit(out, row):
@@ -125,11 +125,15 @@ def weights(out):
 
 def table(path):
     rows = [json.loads(line) for line in open(path)]
+    if any(x["sweep"] == "gap" for x in rows):
+        print("| J | topology | spectral gap | 1/gap | step·L | --rebalance-every | iterations to 1e-10 | final rel. error "
+              "| seconds |\n|---|---|---|---|---|---|---|---|---|")
     for x in rows:
         its = x["iterations"] if x["iterations"] else f"not within cap {x['cap']}"
         if x["sweep"] == "gap":
             print(f"| {x['J']} | {x['topology']} | {x['spectral_gap']:.3g} | {1 / x['spectral_gap']:.3g} | "
-                  f"{x['step_times_L']:.3f} | {its} | {x['final_error']:.1e} | {x['seconds']:.0f} |")
+                  f"{x['step_times_L']:.3f} | {x.get('rebalance_every', 'n/a')} | {its} | {x['final_error']:.1e} | "
+                  f"{x['seconds']:.0f} |")
         else:
             print(f"| {x['shape']} | {x['topology']} | {x['rule']} | {x['step_rule']} | {x['step_times_L']:.3f} | "
                   f"{x['lambda_min']:.3f} | {x['spectral_gap']:.3f} | {its} | {x['final_error']:.1e} |")
