@@ -129,7 +129,8 @@ def table(path):
         print("| J | topology | spectral gap | 1/gap | step·L | --rebalance-every | iterations to 1e-10 | final rel. error "
               "| seconds |\n|---|---|---|---|---|---|---|---|---|")
     for x in rows:
-        its = x["iterations"] if x["iterations"] else f"not within cap {x['cap']}"
+        its = (x["iterations"] if x["iterations"] else "diverged" if x.get("status") == "diverged"
+               else f"not within cap {x['cap']}")
         if x["sweep"] == "gap":
             print(f"| {x['J']} | {x['topology']} | {x['spectral_gap']:.3g} | {1 / x['spectral_gap']:.3g} | "
                   f"{x['step_times_L']:.3f} | {x.get('rebalance_every', 'n/a')} | {its} | {x['final_error']:.1e} | "

@@ -82,6 +82,8 @@ def fit_iterations(path):
     """Least-squares fits of the converged rows: (a, b) of a + b/gap and (c, p) of c·gap^(−p), with the rows."""
     rows = [json.loads(line) for line in open(path)]
     rows = [x for x in rows if x.get("sweep") == "gap"]
+    if len({x.get("rebalance_every") for x in rows}) > 1:
+        sys.exit(f"{path}: gap rows with different --rebalance-every; fit one setting per file")
     done = [x for x in rows if x["iterations"]]
     gaps = np.array([x["spectral_gap"] for x in done])
     its = np.array([x["iterations"] for x in done], dtype=float)
@@ -152,7 +154,8 @@ def iteration_model(path, n, m, r, rate, bandwidth):
     errors = [[], [], []]
     for x in rows:
         g = spectral_gap(x["topology"], x["J"])
-        measured = x["iterations"] if x["iterations"] else f"> {x['cap']} (rel. error {x['final_error']:.1e})"
+        measured = (x["iterations"] if x["iterations"] else "diverged" if x.get("status") == "diverged"
+                    else f"> {x['cap']} (rel. error {x['final_error']:.1e})")
         fits = [a + b / g, c * g ** -p, k * g ** -p2 * x["J"] ** q]
         if x["iterations"]:
             for e, f in zip(errors, fits):
