@@ -2,17 +2,22 @@
 """Iteration counts in the serial simulation for the network part of issue 6 (items 4 and 5).
 
     python scripts/bench_network.py gap     --out gap.jsonl       # iterations to 1e-10 vs spectral gap, J = 16 … 256
+    python scripts/bench_network.py gap     --out gap.jsonl --rows 256:ring:150000 --resume   # one row, own cap
     python scripts/bench_network.py weights --out weights.jsonl   # rows that complete the step × weight-rule table
 
 One JSON object per line, appended as each run finishes (the sweeps take minutes; a partial file is
 still usable). Iteration counts are deterministic; caps are part of each row (`cap`). The problem of
-the gap sweep is scripts/bench.py's: n = 20, m_j = 4, r = 2, κ = 2, metropolis weights, --step auto.
+the gap sweep is scripts/bench.py's: n = 20, m_j = 4, r = 2, κ = 2, metropolis weights, --step auto,
+the default rebalancing (recorded in each row). `--rows J:topology:cap,…` replaces the default list
+of gap runs; `--resume` skips a gap run already in --out that converged or had at least that cap;
+`--rebalance-every 0` repeats them as plain DGD+LOCAL (the gap rows before the default rebalancing).
 Summarize a file with `python scripts/bench_network.py table FILE`.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import os
@@ -22,11 +27,12 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bench  # noqa: E402  (scripts/bench.py: simulate, paper_demo_matrix)
 
-# (J, topology, cap) in priority order: cap chosen so each run takes ≤ ~3 min on one loaded core
-GAP_RUNS = [(16, "ring", 20000), (16, "torus", 20000), (16, "exponential", 20000),
-            (64, "exponential", 20000), (64, "torus", 20000), (64, "ring", 5000),
-            (128, "exponential", 10000), (128, "torus", 10000),
-            (256, "exponential", 5000), (128, "ring", 2000), (256, "torus", 5000), (256, "ring", 1000)]
+# (J, topology, cap) in order of cost; one iteration takes ≈ 0.04·J ms (ring, torus) to 0.06·J ms
+# (exponential) of one core, so the two ring caps at the end are ≈ 7 and 15 min (docs/performance.md §7a)
+GAP_RUNS = [(16, "ring", 40000), (16, "torus", 40000), (16, "exponential", 40000),
+            (64, "exponential", 40000), (64, "torus", 40000), (64, "ring", 60000),
+            (128, "exponential", 40000), (128, "torus", 40000),
+            (256, "exponential", 40000), (256, "torus", 40000), (128, "ring", 100000), (256, "ring", 80000)]
 
 
 def emit(out, row):
@@ -35,12 +41,42 @@ def emit(out, row):
         handle.write(json.dumps(row) + "\n")
 
 
-def gap(out, quick=False):
-    runs = [(4, "ring", 2000), (9, "torus", 2000)] if quick else GAP_RUNS
-    for J, topology, cap in runs:
-        start = time.time()
-        result = bench.simulate(J, n=20, m=4 * J, r=2, topology=topology, cap=cap)
-        emit(out, dict(sweep="gap", J=J, topology=topology, cap=cap, seconds=round(time.time() - start, 1), **result))
+def parse_rows(text):
+    """"J:topology:cap,…" → [(J, topology, cap), …]"""
+    rows = []
+    for item in text.split(","):
+        J, topology, cap = item.strip().split(":")
+        rows.append((int(J), topology, int(cap)))
+    return rows
+
+
+def done_before(out, J, topology, cap, rebalance_every):
+    """A gap row of (J, topology, rebalancing) in `out` that converged or ran at least `cap` iterations."""
+    if not os.path.exists(out):
+        return False
+    rows = [json.loads(line) for line in open(out) if line.strip()]
+    return any(x.get("sweep") == "gap" and x["J"] == J and x["topology"] == topology
+               and x.get("rebalance_every") == rebalance_every and (x["iterations"] or x["cap"] >= cap) for x in rows)
+
+
+def gap(out, quick=False, runs=None, resume=False, rebalance_every=None):
+    runs = runs or ([(4, "ring", 2000), (9, "torus", 2000)] if quick else GAP_RUNS)
+    original = bench.runner.RunConfig
+    if rebalance_every is not None:  # bench.simulate builds its RunConfig with the defaults: change this one
+        bench.runner.RunConfig = functools.partial(original, rebalance_every=rebalance_every)
+    defaults = bench.runner.RunConfig()
+    try:
+        for J, topology, cap in runs:
+            if resume and done_before(out, J, topology, cap, defaults.rebalance_every):
+                print(f"gap J={J} {topology}: in {out} already, skipped", flush=True)
+                continue
+            start, cpu = time.time(), time.process_time()
+            result = bench.simulate(J, n=20, m=4 * J, r=2, topology=topology, cap=cap)
+            emit(out, dict(sweep="gap", J=J, topology=topology, cap=cap, seconds=round(time.time() - start, 1),
+                           cpu_seconds=round(time.process_time() - cpu, 1), rebalance_every=defaults.rebalance_every,
+                           rebalance_threshold=defaults.rebalance_threshold, **result))
+    finally:
+        bench.runner.RunConfig = original
 
 
 def weights(out):
@@ -89,11 +125,16 @@ def weights(out):
 
 def table(path):
     rows = [json.loads(line) for line in open(path)]
+    if any(x["sweep"] == "gap" for x in rows):
+        print("| J | topology | spectral gap | 1/gap | step·L | --rebalance-every | iterations to 1e-10 | final rel. error "
+              "| seconds |\n|---|---|---|---|---|---|---|---|---|")
     for x in rows:
-        its = x["iterations"] if x["iterations"] else f"not within cap {x['cap']}"
+        its = (x["iterations"] if x["iterations"] else "diverged" if x.get("status") == "diverged"
+               else f"not within cap {x['cap']}")
         if x["sweep"] == "gap":
             print(f"| {x['J']} | {x['topology']} | {x['spectral_gap']:.3g} | {1 / x['spectral_gap']:.3g} | "
-                  f"{x['step_times_L']:.3f} | {its} | {x['final_error']:.1e} | {x['seconds']:.0f} |")
+                  f"{x['step_times_L']:.3f} | {x.get('rebalance_every', 'n/a')} | {its} | {x['final_error']:.1e} | "
+                  f"{x['seconds']:.0f} |")
         else:
             print(f"| {x['shape']} | {x['topology']} | {x['rule']} | {x['step_rule']} | {x['step_times_L']:.3f} | "
                   f"{x['lambda_min']:.3f} | {x['spectral_gap']:.3f} | {its} | {x['final_error']:.1e} |")
@@ -105,11 +146,16 @@ def main():
     parser.add_argument("path", nargs="?")
     parser.add_argument("--out", default="bench-network.jsonl")
     parser.add_argument("--quick", action="store_true", help="two tiny gap runs (smoke test)")
+    parser.add_argument("--rows", type=parse_rows, help="gap runs J:topology:cap,… instead of the default list")
+    parser.add_argument("--rebalance-every", type=int, help="gap runs with this --rebalance-every instead of the "
+                        "default (0: plain DGD+LOCAL, as before the default rebalancing)")
+    parser.add_argument("--resume", action="store_true", help="skip gap runs already in --out (converged or with "
+                        "at least that cap)")
     arguments = parser.parse_args()
     if arguments.sweep == "table":
         table(arguments.path)
     elif arguments.sweep == "gap":
-        gap(arguments.out, arguments.quick)
+        gap(arguments.out, arguments.quick, arguments.rows, arguments.resume, arguments.rebalance_every)
     else:
         weights(arguments.out)
 

@@ -82,6 +82,8 @@ def fit_iterations(path):
     """Least-squares fits of the converged rows: (a, b) of a + b/gap and (c, p) of c·gap^(−p), with the rows."""
     rows = [json.loads(line) for line in open(path)]
     rows = [x for x in rows if x.get("sweep") == "gap"]
+    if len({x.get("rebalance_every") for x in rows}) > 1:
+        sys.exit(f"{path}: gap rows with different --rebalance-every; fit one setting per file")
     done = [x for x in rows if x["iterations"]]
     gaps = np.array([x["spectral_gap"] for x in done])
     its = np.array([x["iterations"] for x in done], dtype=float)
@@ -149,11 +151,20 @@ def iteration_model(path, n, m, r, rate, bandwidth):
           f"power law iterations ≈ {c:.0f} · gap^(−{p:.2f}); with J: iterations ≈ {k:.0f} · gap^(−{p2:.2f}) · J^{q:.2f}\n")
     print("| J | topology | gap (simulation) | gap (FFT) | iterations to 1e-10 (cap) | a + b/gap | c·gap^(−p) | k·gap^(−p')·J^q |")
     print("|---|---|---|---|---|---|---|---|")
+    errors = [[], [], []]
     for x in rows:
         g = spectral_gap(x["topology"], x["J"])
-        measured = x["iterations"] if x["iterations"] else f"> {x['cap']} (rel. error {x['final_error']:.1e})"
-        print(f"| {x['J']} | {x['topology']} | {x['spectral_gap']:.4g} | {g:.4g} | {measured} | {a + b / g:.0f} | "
-              f"{c * g ** -p:.0f} | {k * g ** -p2 * x['J'] ** q:.0f} |")
+        measured = (x["iterations"] if x["iterations"] else "diverged" if x.get("status") == "diverged"
+                    else f"> {x['cap']} (rel. error {x['final_error']:.1e})")
+        fits = [a + b / g, c * g ** -p, k * g ** -p2 * x["J"] ** q]
+        if x["iterations"]:
+            for e, f in zip(errors, fits):
+                e.append(f / x["iterations"] - 1)
+        print(f"| {x['J']} | {x['topology']} | {x['spectral_gap']:.4g} | {g:.4g} | {measured} | {fits[0]:.0f} | "
+              f"{fits[1]:.0f} | {fits[2]:.0f} |")
+    print("\nfit / measured − 1 over the converged rows (min … max): "
+          + "; ".join(f"{name} {100 * min(e):+.0f} % … {100 * max(e):+.0f} %"
+                      for name, e in zip(("a + b/gap", "c·gap^(−p)", "k·gap^(−p')·J^q"), errors)))
     print(f"\n### Time to solution, HDR InfiniBand, n = {n}, m = {m}, r = {r} (iterations from the three fits)\n")
     print("| topology | J | gap | iterations: a + b/gap | c·gap^(−p) | k·gap^(−p')·J^q | iteration [s] | "
           "time to 1e-10 [h], range of the fits |")

@@ -18,3 +18,30 @@ def test_bench_quick_writes_json_and_markdown(tmp_path):
     assert all(row["ratio"] > 0 for row in results["a"])
     markdown = (tmp_path / "bench.md").read_text()
     assert "Roofline" in markdown and "formulations" in markdown and "spectral gap" in markdown
+
+
+def test_bench_network_gap_quick_resume_and_cost_model(tmp_path):
+    """bench_network.py gap --quick writes rows, --resume skips them, and cost_model.py fits them."""
+    script = os.path.join(REPOSITORY, "scripts", "bench_network.py")
+    out = str(tmp_path / "gap.jsonl")
+    code, stdout, stderr = launch([sys.executable, script, "gap", "--quick", "--out", out], timeout=120)
+    assert code == 0, stdout + stderr
+    rows = [json.loads(line) for line in open(out)]
+    assert [(x["J"], x["topology"]) for x in rows] == [(4, "ring"), (9, "torus")]
+    assert all(x["iterations"] and x["rebalance_every"] > 0 for x in rows)
+    code, stdout, stderr = launch([sys.executable, script, "gap", "--quick", "--resume", "--out", out], timeout=120)
+    assert code == 0 and stdout.count("skipped") == 2, stdout + stderr
+    plain = str(tmp_path / "gap-plain.jsonl")
+    code, stdout, stderr = launch([sys.executable, script, "gap", "--rows", "4:ring:20,9:torus:2000,16:torus:2000",
+                                   "--rebalance-every", "0", "--out", plain], timeout=120)
+    assert code == 0, stdout + stderr
+    first = json.loads(open(plain).readline())
+    assert (first["J"], first["cap"], first["rebalance_every"], first["iterations"]) == (4, 20, 0, None)
+    cost_model = os.path.join(REPOSITORY, "scripts", "cost_model.py")
+    code, stdout, stderr = launch([sys.executable, cost_model, "--r", "5", "--gap-runs", plain], timeout=120)
+    assert code == 0, stdout + stderr
+    assert "Iterations vs spectral gap" in stdout and "> 20 (rel. error" in stdout
+    with open(out, "a") as handle:
+        handle.write(open(plain).readline())
+    code, stdout, stderr = launch([sys.executable, cost_model, "--gap-runs", out], timeout=120)
+    assert code != 0 and "different --rebalance-every" in stdout + stderr
