@@ -6,7 +6,8 @@ One iteration, for every rank j (both gradients at iterate k):
     V_j ← V_j − µ ∇_V f_j(U_j, V_j)
 
 and, every K iterations (--rebalance-every), a common change of gauge U_j ← U_j A, V_j ← V_j A⁻ᵀ when the
-factors have drifted out of balance (Rebalance).
+factors have drifted out of balance (Rebalance). With --method extra the U step carries EXTRA's correction
+(class Extra), with the same single exchange of U_j per iteration.
 
 The loop sees the network through two small objects, so it knows nothing of
 MPI, files or argv:
@@ -136,6 +137,7 @@ class Settings:
     balance_weight: float = 0.0
     scaled: "ScaledStep | None" = None    # --preconditioner scaled
     rebalance: "Rebalance | None" = None  # --rebalance-every
+    extra: "Extra | None" = None          # --method extra
 
 
 @dataclass
@@ -148,6 +150,7 @@ class Outcome:
     mean_U: np.ndarray | None = None
     timing: dict = field(default_factory=dict)        # per process: compute, wait, diagnostics
     rebalances: int = 0                               # gauge changes made by Rebalance in this run
+    correction: list | None = None                    # --method extra: EXTRA's D_j^{k-1} for the local blocks
 
 
 def _norm2(array) -> float:
@@ -210,12 +213,56 @@ class Rebalance:
         stretch = np.linalg.svd(gauge[0], compute_uv=False)
         return float(max(stretch[0], 1.0 / stretch[-1]) ** 2), gauge
 
-    def __call__(self, U, V, reducer):
+    def __call__(self, U, V, reducer, extra=None):
+        """The rebalanced (U, V); with --method extra, the EXTRA correction follows the gauge (Extra.regauge)."""
         ratio, gauge = self.imbalance(gram_totals(U, V, reducer))
         if gauge is None or ratio <= self.threshold:
             return U, V
         self.count += 1
+        if extra is not None:
+            extra.regauge(gauge[1])
         return apply_gauge(U, V, *gauge)
+
+
+class Extra:
+    """--method extra: EXTRA (Shi, Ling, Wu, Yin 2015) on the shared factor; V_j keeps its plain local step.
+
+    With W the mixing matrix in use (W̃ of the README, already lazy) and W' = (I + W)/2, EXTRA is
+    U¹ = W U⁰ − µ g⁰ and U^{k+2} = W U^{k+1} + U^{k+1} − W' U^k − µ (g^{k+1} − g^k), g^k_j = ∇_U f_j(U_j^k, V_j^k).
+    This class runs the paper's equivalent summed form (its eq. 2.13), per rank j:
+
+        U_j^{k+1} = (W U^k)_j − µ g_j^k + D_j^{k−1}
+        D_j^k     = D_j^{k−1} + ½ ((W U^k)_j − U_j^k),          D^{−1} = 0  (the k = 0 form)
+
+    i.e. D^k = Σ_{t≤k} (W − W')U^t. It needs the one exchange of U_j that DGD+LOCAL makes, and one n×r array
+    per rank instead of three (U^k, (W U^k)_j, g^k). At J = 1 (W = [1]) D stays exactly 0 and the step is plain
+    gradient descent, bit for bit. Σ_j D_j = 0 at every k (W is doubly stochastic), so at a fixed point the copies
+    agree (D stops moving only when (W U)_j = U_j), D_j = µ g_j and Σ_j g_j = 0, ∇_{V_j} f_j = 0: a critical point of
+    the centralized f, which plain DGD+LOCAL does not reach on data of rank > r.
+    """
+
+    def __init__(self, U, correction=None):
+        self.D = [np.zeros_like(U_j) for U_j in U] if correction is None else [np.array(D_j) for D_j in correction]
+
+    def step(self, U, mixed, steps_U, step_size):
+        """U^{k+1} for the local blocks from U^k, (W U^k)_j and the U directions; advances D to D^k."""
+        out = []
+        for j, (U_j, mixed_j, step_j) in enumerate(zip(U, mixed, steps_U)):
+            out.append(mixed_j - step_size * step_j + self.D[j])
+            self.D[j] = self.D[j] + 0.5 * (mixed_j - U_j)
+        return out
+
+    def residual(self, j, U_j, mixed_j):
+        """(D_j^{k−1} − (U^k − W U^k)_j, ½ ((W U^k)_j − U_j^k)): the parts of z_{k+1} − z_k beyond −µ g_j, and of
+        D^k − D^{k−1} — zero together with the gradients exactly at a fixed point of the iteration."""
+        return self.D[j] - (U_j - mixed_j), 0.5 * (mixed_j - U_j)
+
+    def regauge(self, A_inv_T):
+        """After the gauge U_j ← U_j A, V_j ← V_j A⁻ᵀ: D_j ← D_j A⁻ᵀ. At a fixed point D_j = µ g_j, and g_j maps
+        to g_j A⁻ᵀ, so a fixed point is mapped to a fixed point; Σ_j D_j = 0 is kept. (Restarting instead — D ← 0,
+        the k = 0 form — throws the correction away and knocks a converged run off consensus; measured in
+        docs/results.md.)"""
+        self.D = [D_j @ A_inv_T.astype(D_j.dtype) for D_j in self.D]
 
 
 class ScaledStep:
@@ -277,10 +324,11 @@ class Balance:
 
 
 def _local_diagnostics(problems, U, V, values, grads_U, grads_V, neighbourhoods, mixed, step_size, own_ranks,
-                       regularizer, metric=None):
+                       regularizer, metric=None, extra=None):
     """Per-rank sums that need no Ū: f_j, consensus penalty + regularizer, ‖∇g‖², ‖U_j‖², ‖V_j‖², data norm²,
     non-finite flag. With the scaled step the penalty is measured in its metric M (‖D‖² → tr(D M Dᵀ)), so that
-    its fixed points are the stationary points of g."""
+    its fixed points are the stationary points of g. With EXTRA, ‖∇g‖ is replaced by the fixed-point residual
+    ‖(z_k − z_{k+1}, D^{k−1} − D^k)‖/µ (for DGD+LOCAL ‖z_k − z_{k+1}‖/µ = ‖∇g‖)."""
     out = np.zeros(7)
     out[1] = regularizer
     for j, problem in enumerate(problems):
@@ -290,7 +338,12 @@ def _local_diagnostics(problems, U, V, values, grads_U, grads_V, neighbourhoods,
                 D = U[j] - U_i
                 penalty += weight / (4.0 * step_size) * float(np.sum(D ** 2 if metric is None else D * (D @ metric)))
         grad_g_U = grads_U[j] + (U[j] - mixed[j] if metric is None else (U[j] - mixed[j]) @ metric) / step_size
-        out += (values[j], penalty, _norm2(grad_g_U) + _norm2(grads_V[j]), _norm2(U[j]), _norm2(V[j]),
+        dual2 = 0.0
+        if extra is not None:
+            moved, dual = extra.residual(j, U[j], mixed[j])
+            grad_g_U = grads_U[j] - moved / step_size
+            dual2 = _norm2(dual) / step_size ** 2
+        out += (values[j], penalty, _norm2(grad_g_U) + _norm2(grads_V[j]) + dual2, _norm2(U[j]), _norm2(V[j]),
                 problem.data_norm2, 0.0)
     out[6] = float(not np.all(np.isfinite(out[:6])))
     return out
@@ -386,13 +439,15 @@ def run(problems, own_ranks, U, V, settings: Settings, exchange, reducer, *, on_
     the stop decision is made there, by the coordinator, and shared with every rank.
 
     Restart: (U, V) may be iterate `start_iteration`, with the coordinator's `history` of the
-    diagnostics before it. At every later iterate k, before anything else, `interrupt(k)`
-    (the same answer on every rank) may stop the run there with status interrupted, and
-    `checkpoint(k, U, V, history)` is called when k is a multiple of `checkpoint_every`.
+    diagnostics before it (and, with EXTRA, settings.extra holding D^{k−1}). At every later iterate k,
+    before anything else, `interrupt(k)` (the same answer on every rank) may stop the run there with
+    status interrupted, and `checkpoint(k, U, V, history, correction)` is called when k is a multiple of
+    `checkpoint_every` (correction: EXTRA's D_j list, else None).
     """
     step = settings.step_size
     balance = Balance(settings.balance_weight, settings.J) if settings.balance_weight > 0 else None
     rebalance = settings.rebalance if settings.scaled is None and V[0] is not None else None
+    extra = settings.extra
     timing = {"compute": 0.0, "wait": 0.0, "diagnostics": 0.0}
     recorder = _Recorder(settings, on_record, history) if reducer.is_root else None
     start = clock()
@@ -403,7 +458,8 @@ def run(problems, own_ranks, U, V, settings: Settings, exchange, reducer, *, on_
                 status, mean_U = STATUS_INTERRUPTED, reducer.sum(_local_sum(U)) / settings.J
                 break
             if checkpoint_every and iteration % checkpoint_every == 0:
-                checkpoint(iteration, U, V, recorder.history if recorder is not None else None)
+                checkpoint(iteration, U, V, recorder.history if recorder is not None else None,
+                           None if extra is None else extra.D)
         t0 = clock()
         exchange.start(U)
         diagnostic = iteration % settings.log_every == 0 or iteration >= settings.iterations
@@ -430,7 +486,7 @@ def run(problems, own_ranks, U, V, settings: Settings, exchange, reducer, *, on_
         if diagnostic:
             first = reducer.sum(_local_diagnostics(problems, U, V, values, grads_U, grads_V, neighbourhoods, mixed,
                                                    step, own_ranks, regularizer,
-                                                   None if scaled is None else scaled.metric))
+                                                   None if scaled is None else scaled.metric, extra))
             mean_U = reducer.sum(_local_sum(U)) / settings.J
             second = reducer.sum(_mean_diagnostics(problems, U, V, mean_U))
             decision = None
@@ -441,8 +497,11 @@ def run(problems, own_ranks, U, V, settings: Settings, exchange, reducer, *, on_
             timing["diagnostics"] += clock() - t2
             if status is not None:
                 break
+        if extra is not None:
+            U = extra.step(U, mixed, steps_U, step)
         for j in range(len(problems)):
-            U[j] = mixed[j] - step * steps_U[j]
+            if extra is None:
+                U[j] = mixed[j] - step * steps_U[j]
             if V[j] is not None:
                 V[j] = V[j] - step * steps_V[j]
         if scaled is not None:
@@ -450,8 +509,9 @@ def run(problems, own_ranks, U, V, settings: Settings, exchange, reducer, *, on_
         iteration += 1
         if rebalance is not None and rebalance.due(iteration):
             t3 = clock()
-            U, V = rebalance(U, V, reducer)
+            U, V = rebalance(U, V, reducer, extra)
             timing["compute"] += clock() - t3
     return Outcome(status=status, iterations=iteration, U=U, V=V,
                    diagnostics=recorder.history if recorder is not None else {},
-                   mean_U=mean_U, timing=timing, rebalances=0 if rebalance is None else rebalance.count)
+                   mean_U=mean_U, timing=timing, rebalances=0 if rebalance is None else rebalance.count,
+                   correction=None if extra is None else extra.D)
