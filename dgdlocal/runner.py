@@ -548,13 +548,18 @@ def _print_summary(config: RunConfig, outcome, timing, signal_name, J) -> None:
     if outcome.status == solver.STATUS_CONVERGED and last["relative_consensus"] > config.tolerance:
         lines.append(f"warning: the run reached a stationary point of g whose copies still disagree (relative "
                      f"consensus {last['relative_consensus']:.2e} > {config.tolerance:g}): classical DGD with a "
-                     "fixed step stops at a consensus floor that shrinks with the step.")
+                     "fixed step stops at a consensus floor that shrinks with the step."
+                     if config.method != "extra" else
+                     f"warning: the fixed-point residual met the tolerance while the copies still disagree "
+                     f"(relative consensus {last['relative_consensus']:.2e} > {config.tolerance:g}); "
+                     "a smaller --tolerance continues.")
     if outcome.status == solver.STATUS_MAX_ITERS:
         lines.append(f"warning: the iteration cap {config.iterations} was reached before the tolerance "
                      f"{config.tolerance:g}; raise --iterations" + (
                          f" and continue with --resume {config.output}." if config.checkpoint_every > 0
                          else " (runs with --checkpoint-every can be continued with --resume)."))
-    if outcome.status == solver.STATUS_MAX_ITERS and _has_local_factors(outcome) and last["relative_consensus"] > 1e-6:
+    if (outcome.status == solver.STATUS_MAX_ITERS and _has_local_factors(outcome) and last["relative_consensus"] > 1e-6
+            and config.method != "extra"):   # the cures named below are for plain DGD+LOCAL
         lines.append(f"hint: the copies of U still disagree (relative consensus {last['relative_consensus']:.1e}). On "
                      "slow networks with few columns per rank plain DGD+LOCAL can drift towards unbalanced factors; "
                      + "try " + ("--rebalance-every 100, " if config.rebalance_every == 0 else "")
