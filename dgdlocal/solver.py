@@ -231,31 +231,47 @@ class Extra:
     U¹ = W U⁰ − µ g⁰ and U^{k+2} = W U^{k+1} + U^{k+1} − W' U^k − µ (g^{k+1} − g^k), g^k_j = ∇_U f_j(U_j^k, V_j^k).
     This class runs the paper's equivalent summed form (its eq. 2.13), per rank j:
 
-        U_j^{k+1} = (W U^k)_j − µ g_j^k + D_j^{k−1}
-        D_j^k     = D_j^{k−1} + ½ ((W U^k)_j − U_j^k),          D^{−1} = 0  (the k = 0 form)
+        U_j^{k+1} = U_j^k + P_j^k − µ g_j^k + D_j^{k−1}
+        D_j^k     = D_j^{k−1} + ½ P_j^k,          D^{−1} = 0  (the k = 0 form),
 
-    i.e. D^k = Σ_{t≤k} (W − W')U^t. It needs the one exchange of U_j that DGD+LOCAL makes, and one n×r array
-    per rank instead of three (U^k, (W U^k)_j, g^k). At J = 1 (W = [1]) D stays exactly 0 and the step is plain
-    gradient descent, bit for bit. Σ_j D_j = 0 at every k (W is doubly stochastic), so at a fixed point the copies
-    agree (D stops moving only when (W U)_j = U_j), D_j = µ g_j and Σ_j g_j = 0, ∇_{V_j} f_j = 0: a critical point of
-    the centralized f, which plain DGD+LOCAL does not reach on data of rank > r.
+    with P_j = ((W − I) U)_j = Σ_{i≠j} W_ji (U_i − U_j) (pull), i.e. D^k = Σ_{t≤k} (W − W')U^t. It needs the one
+    exchange of U_j that DGD+LOCAL makes, and one n×r array per rank instead of three (U^k, (W U^k)_j, g^k). P_j is
+    formed from differences, not as (W U)_j − U_j: the weights of a row sum to 1 only to rounding, so at consensus
+    (W U)_j − U_j = ε_j U_j, which D would add up every iteration; measured, the stationarity (relative fixed-point
+    residual) then grew linearly, by 4e-13 per 1000 iterations in float64 and 2e-4 in float32 (the default 100×400
+    problem, noise 0.1, J = 3), while P_j is exactly 0 when the copies agree (now flat at 2e-15 and 8e-7). At J = 1 (no neighbours) P = D = 0 and the step is plain
+    gradient descent, bit for bit. Σ_j D_j = 0 (W is symmetric), so at a fixed point the copies agree (D stops
+    moving only when P = 0), D_j = µ g_j and Σ_j g_j = 0, ∇_{V_j} f_j = 0: a critical point of the centralized f,
+    which plain DGD+LOCAL does not reach on data of rank > r.
     """
 
     def __init__(self, U, correction=None):
         self.D = [np.zeros_like(U_j) for U_j in U] if correction is None else [np.array(D_j) for D_j in correction]
 
-    def step(self, U, mixed, steps_U, step_size):
-        """U^{k+1} for the local blocks from U^k, (W U^k)_j and the U directions; advances D to D^k."""
+    @staticmethod
+    def pulls(neighbourhoods, U, own_ranks):
+        """P_j = Σ_{i≠j} W_ji (U_i − U_j) over the entries (i, W_ji, U_i) in ascending i, for the local blocks."""
         out = []
-        for j, (U_j, mixed_j, step_j) in enumerate(zip(U, mixed, steps_U)):
-            out.append(mixed_j - step_size * step_j + self.D[j])
-            self.D[j] = self.D[j] + 0.5 * (mixed_j - U_j)
+        for entries, U_j, own in zip(neighbourhoods, U, own_ranks):
+            pull = np.zeros_like(U_j)
+            for i, weight, U_i in entries:
+                if i != own:
+                    pull += weight * (U_i - U_j)
+            out.append(pull)
         return out
 
-    def residual(self, j, U_j, mixed_j):
-        """(D_j^{k−1} − (U^k − W U^k)_j, ½ ((W U^k)_j − U_j^k)): the parts of z_{k+1} − z_k beyond −µ g_j, and of
-        D^k − D^{k−1} — zero together with the gradients exactly at a fixed point of the iteration."""
-        return self.D[j] - (U_j - mixed_j), 0.5 * (mixed_j - U_j)
+    def step(self, U, pulls, steps_U, step_size):
+        """U^{k+1} for the local blocks from U^k, P^k and the U directions; advances D to D^k."""
+        out = []
+        for j, (U_j, pull, step_j) in enumerate(zip(U, pulls, steps_U)):
+            out.append(U_j + pull - step_size * step_j + self.D[j])
+            self.D[j] = self.D[j] + 0.5 * pull
+        return out
+
+    def residual(self, j, pull):
+        """(D_j^{k−1} + P_j^k, ½ P_j^k): the parts of z_{k+1} − z_k beyond −µ g_j, and D^k − D^{k−1} — zero together
+        with the gradients exactly at a fixed point of the iteration."""
+        return self.D[j] + pull, 0.5 * pull
 
     def regauge(self, A_inv_T):
         """After the gauge U_j ← U_j A, V_j ← V_j A⁻ᵀ: D_j ← D_j A⁻ᵀ. At a fixed point D_j = µ g_j, and g_j maps
@@ -325,7 +341,7 @@ class Balance:
 
 
 def _local_diagnostics(problems, U, V, values, grads_U, grads_V, neighbourhoods, mixed, step_size, own_ranks,
-                       regularizer, metric=None, extra=None):
+                       regularizer, metric=None, extra=None, pulls=None):
     """Per-rank sums that need no Ū: f_j, consensus penalty + regularizer, ‖∇g‖², ‖U_j‖², ‖V_j‖², data norm²,
     non-finite flag. With the scaled step the penalty is measured in its metric M (‖D‖² → tr(D M Dᵀ)), so that
     its fixed points are the stationary points of g. With EXTRA, ‖∇g‖ is replaced by the fixed-point residual
@@ -341,7 +357,7 @@ def _local_diagnostics(problems, U, V, values, grads_U, grads_V, neighbourhoods,
         grad_g_U = grads_U[j] + (U[j] - mixed[j] if metric is None else (U[j] - mixed[j]) @ metric) / step_size
         dual2 = 0.0
         if extra is not None:
-            moved, dual = extra.residual(j, U[j], mixed[j])
+            moved, dual = extra.residual(j, pulls[j])
             grad_g_U = grads_U[j] - moved / step_size
             dual2 = _norm2(dual) / step_size ** 2
         out += (values[j], penalty, _norm2(grad_g_U) + _norm2(grads_V[j]) + dual2, _norm2(U[j]), _norm2(V[j]),
@@ -482,12 +498,13 @@ def run(problems, own_ranks, U, V, settings: Settings, exchange, reducer, *, on_
         neighbourhoods = exchange.finish()
         t2 = clock()
         mixed = [mix(entries) for entries in neighbourhoods]
+        pulls = None if extra is None else extra.pulls(neighbourhoods, U, own_ranks)
         timing["compute"] += t1 - t0
         timing["wait"] += t2 - t1
         if diagnostic:
             first = reducer.sum(_local_diagnostics(problems, U, V, values, grads_U, grads_V, neighbourhoods, mixed,
                                                    step, own_ranks, regularizer,
-                                                   None if scaled is None else scaled.metric, extra))
+                                                   None if scaled is None else scaled.metric, extra, pulls))
             mean_U = reducer.sum(_local_sum(U)) / settings.J
             second = reducer.sum(_mean_diagnostics(problems, U, V, mean_U))
             decision = None
@@ -499,7 +516,7 @@ def run(problems, own_ranks, U, V, settings: Settings, exchange, reducer, *, on_
             if status is not None:
                 break
         if extra is not None:
-            U = extra.step(U, mixed, steps_U, step)
+            U = extra.step(U, pulls, steps_U, step)
         for j in range(len(problems)):
             if extra is None:
                 U[j] = mixed[j] - step * steps_U[j]
