@@ -98,6 +98,8 @@ def test_extra_resumed_run_equals_the_uninterrupted_run_bit_for_bit(tmp_path):
     stored = _read(part)
     assert stored["status"] == "running" and stored["checkpoint"]["iteration"] == 80
     assert stored["checkpoint_D"].shape == (J, 30, 3) and np.all(np.any(stored["checkpoint_D"], axis=(1, 2)))
+    with h5py.File(part, "r") as handle:
+        assert handle["config"].attrs["method"] == "extra"
     zeroed = tmp_path / "zeroed.h5"
     zeroed.write_bytes(part.read_bytes())
     with h5py.File(zeroed, "r+") as handle:
