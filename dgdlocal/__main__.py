@@ -117,6 +117,7 @@ def console_script() -> None:
         code = supervisor.supervise([sys.executable, *sys.orig_argv[1:]])
         if code is not None:
             sys.exit(code)
+    supervisor.watch_supervisor()
     sys.exit(main())
 
 

@@ -176,6 +176,12 @@ def _add_run(parser):
                            default=DEFAULTS.rebalance_threshold, metavar="T",
                            help="rebalance when max(‖A‖₂, ‖A⁻¹‖₂)² > T for the balancing gauge A (for r = 1: the "
                                 "ratio ‖V‖ / rms‖U_j‖) (default %(default)s)")
+    algorithm.add_argument("--align-gain", type=_number(float, "align-gain", minimum=0.0),
+                           default=DEFAULTS.align_gain, metavar="G",
+                           help="with --rebalance-every K: every K iterations rank 0's U_0 is broadcast and a copy U_j "
+                                "that the best rotation R_j brings G times closer to it (squared distance) becomes "
+                                "U_j R_j, V_j R_j (keeps every U_j V_jᵀ; undoes copies locked in opposite signs on "
+                                "long paths); 0 = off (default %(default)s)")
     algorithm.add_argument("--iterations", type=_number(int, "iterations", minimum=0), default=DEFAULTS.iterations,
                            help="iteration cap (default %(default)s)")
     algorithm.add_argument("--tolerance", type=_number(float, "tolerance", minimum=0.0), default=DEFAULTS.tolerance,

@@ -74,6 +74,14 @@ class Reducer:
             total += part
         return total
 
+    def broadcast(self, array: np.ndarray) -> np.ndarray:
+        """Rank 0's `array` (float64) on every rank; the others pass any array of the same shape."""
+        array = np.ascontiguousarray(array, dtype=np.float64)
+        if not self.is_root:
+            array = np.empty_like(array)
+        self.comm.Bcast(array, root=0)
+        return array
+
     def decide(self, decision):
         """The coordinator's decision, on every rank."""
         return self.comm.bcast(decision, root=0)

@@ -59,6 +59,7 @@ class RunConfig:
     precond_damping: float = 1e-3
     rebalance_every: int = solver.REBALANCE_EVERY
     rebalance_threshold: float = solver.REBALANCE_THRESHOLD
+    align_gain: float = solver.ALIGN_GAIN
     topology: str = "ring"
     weights: str | None = None
     weight_rule: str = "metropolis"
@@ -68,7 +69,7 @@ class RunConfig:
     init_scale: str | float = "auto"
     initial: str | None = None
     step: str | float = "auto"
-    iterations: int = 20000
+    iterations: int = 200000
     tolerance: float = 1e-10
     log_every: int = 100
     seed: int = 0
@@ -177,6 +178,9 @@ def check_settings(config: RunConfig) -> None:
         raise InputError(f"--method extra runs EXTRA's correction on plain gradient steps; it does not combine with "
                          + ("--preconditioner scaled" if config.preconditioner == "scaled" else "--balance")
                          + " (drop that option, or use --method dgd-local).", collective=True)
+    if 0 < config.align_gain < 1:
+        raise InputError(f"The 'align-gain' parameter must be 0 (off) or >= 1. Got {config.align_gain:g} instead.",
+                         collective=True)
     if config.problem == "completion" and not 0 < config.sampling_rate <= 1:
         raise InputError(f"The 'sampling-rate' parameter must be in (0, 1]. Got {config.sampling_rate} instead.",
                          collective=True)
@@ -356,7 +360,9 @@ def solve(prepared: Prepared, config: RunConfig, context: Context, on_record=Non
                                rebalance=solver.Rebalance(config.rebalance_every, config.rebalance_threshold,
                                                           context.J) if config.rebalance_every > 0 else None,
                                extra=solver.Extra(prepared.U, prepared.correction)
-                               if config.method == "extra" else None)
+                               if config.method == "extra" else None,
+                               align=solver.Align(config.rebalance_every, config.align_gain)
+                               if config.rebalance_every > 0 and config.align_gain > 0 else None)
     exchange = context.make_exchange(prepared.network.weights, prepared.U[0].shape, np.dtype(config.dtype))
     try:
         return solver.run(prepared.problems, context.local_ranks, prepared.U, prepared.V, settings, exchange,
@@ -542,6 +548,9 @@ def _print_summary(config: RunConfig, outcome, timing, signal_name, J) -> None:
              "  time per rank [s]: " + "  ".join(
                  f"{name} {min(values):.2f}-{max(values):.2f}" for name, values in timing.items()),
              f"  result written to {config.output}"]
+    if outcome.alignments:
+        lines.insert(4, f"  copies of U realigned to rank 0's {outcome.alignments} time(s) (--rebalance-every "
+                        f"{config.rebalance_every}, --align-gain {config.align_gain:g})")
     if outcome.rebalances:
         lines.insert(4, f"  factors rebalanced {outcome.rebalances} time(s) (--rebalance-every "
                         f"{config.rebalance_every}, threshold {config.rebalance_threshold:g})")

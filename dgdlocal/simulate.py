@@ -39,6 +39,9 @@ class SimulatedReducer:
     def ordered_sum(self, local):
         return np.asarray(local, dtype=np.float64).copy()
 
+    def broadcast(self, array):
+        return np.asarray(array, dtype=np.float64).copy()
+
     def decide(self, decision):
         return decision
 

@@ -5,9 +5,10 @@ One iteration, for every rank j (both gradients at iterate k):
     U_j ← Σ_i W̃_ji U_i − µ ∇_U f_j(U_j, V_j)        (sum in ascending rank order, self included)
     V_j ← V_j − µ ∇_V f_j(U_j, V_j)
 
-and, every K iterations (--rebalance-every), a common change of gauge U_j ← U_j A, V_j ← V_j A⁻ᵀ when the
-factors have drifted out of balance (Rebalance). With --method extra the U step carries EXTRA's correction
-(class Extra), with the same single exchange of U_j per iteration.
+and, every K iterations (--rebalance-every), two changes of gauge that keep every U_j V_jᵀ: a copy that a
+rotation R_j brings much closer to rank 0's copy is rotated, U_j ← U_j R_j, V_j ← V_j R_j (Align), and a common
+U_j ← U_j A, V_j ← V_j A⁻ᵀ when the factors have drifted out of balance (Rebalance). With --method extra the U step
+carries EXTRA's correction (class Extra), with the same single exchange of U_j per iteration.
 
 The loop sees the network through two small objects, so it knows nothing of
 MPI, files or argv:
@@ -17,7 +18,8 @@ MPI, files or argv:
   of (i, W̃_ji, U_i) in ascending i (self included);
 * ``reducer``: ``sum(array)`` (sum over all ranks of the local partial sums),
   ``ordered_sum(array)`` (the same in rank order, bit-reproducible; small r×r arrays
-  for --balance and --preconditioner), ``decide(obj)`` (the coordinator's value,
+  for --balance and --preconditioner), ``broadcast(array)`` (rank 0's array, everywhere),
+  ``decide(obj)`` (the coordinator's value,
   everywhere), ``gather_rows(list)`` and ``gather_values(list)`` (to the coordinator),
   ``stop_vote()`` (the agreed signal flag), ``is_root``.
 
@@ -43,6 +45,8 @@ STEP_SAFETY = 0.5
 REBALANCE_EVERY = 100
 #: --rebalance-threshold default: rebalance when the factors' scales differ by more than this factor.
 REBALANCE_THRESHOLD = 16.0
+#: --align-gain default: rotate a copy when that makes its squared distance to rank 0's copy this many times smaller.
+ALIGN_GAIN = 100.0
 DIAGNOSTIC_NAMES = ("iteration", "elapsed", "objective", "penalized_objective", "consensus_error",
                     "relative_consensus", "gradient_norm", "relative_error", "optimality_error",
                     "stationarity", "balance")
@@ -138,6 +142,7 @@ class Settings:
     scaled: "ScaledStep | None" = None    # --preconditioner scaled
     rebalance: "Rebalance | None" = None  # --rebalance-every
     extra: "Extra | None" = None          # --method extra
+    align: "Align | None" = None          # --rebalance-every with --align-gain
 
 
 @dataclass
@@ -151,6 +156,7 @@ class Outcome:
     timing: dict = field(default_factory=dict)        # per process: compute, wait, diagnostics
     rebalances: int = 0                               # gauge changes made by Rebalance in this run
     correction: list | None = None                    # --method extra: EXTRA's D_j^{k-1} for the local blocks
+    alignments: int = 0                               # copies rotated by Align in this run (all ranks)
 
 
 def _norm2(array) -> float:
@@ -239,10 +245,10 @@ class Extra:
     formed from differences, not as (W U)_j − U_j: the weights of a row sum to 1 only to rounding, so at consensus
     (W U)_j − U_j = ε_j U_j, which D would add up every iteration; measured, the stationarity (relative fixed-point
     residual) then grew linearly, by 4e-13 per 1000 iterations in float64 and 2e-4 in float32 (the default 100×400
-    problem, noise 0.1, J = 3), while P_j is exactly 0 when the copies agree (now flat at 2e-15 and 8e-7). At J = 1 (no neighbours) P = D = 0 and the step is plain
-    gradient descent, bit for bit. Σ_j D_j = 0 (W is symmetric), so at a fixed point the copies agree (D stops
-    moving only when P = 0), D_j = µ g_j and Σ_j g_j = 0, ∇_{V_j} f_j = 0: a critical point of the centralized f,
-    which plain DGD+LOCAL does not reach on data of rank > r.
+    problem, noise 0.1, J = 3), while P_j is exactly 0 when the copies agree (now flat at 2e-15 and 8e-7). At J = 1
+    (no neighbours) P = D = 0 and the step is plain gradient descent, bit for bit. Σ_j D_j = 0 (W is symmetric), so
+    at a fixed point the copies agree (D stops moving only when P = 0), D_j = µ g_j and Σ_j g_j = 0, ∇_{V_j} f_j = 0:
+    a critical point of the centralized f, which plain DGD+LOCAL does not reach on data of rank > r.
     """
 
     def __init__(self, U, correction=None):
@@ -280,6 +286,45 @@ class Extra:
         full-rank data put 1.3× off balance, a restart threw the copies off consensus to 2e-2 (still 6e-10 after
         3000 iterations), this kept them within 5e-13 (tests/test_extra.py)."""
         self.D = [D_j @ A_inv_T.astype(D_j.dtype) for D_j in self.D]
+
+    def restart(self):
+        """D ← 0: the next step is EXTRA's k = 0 form. Used after Align rotated some copies: D_j R_j with a different
+        R_j on each rank would break Σ_j D_j = 0, and with it the fixed points (Σ_j g_j = Σ_j D_j / µ)."""
+        self.D = [np.zeros_like(D_j) for D_j in self.D]
+
+
+class Align:
+    """Occasional alignment of every copy U_j to rank 0's copy (plain DGD+LOCAL with a local factor V_j).
+
+    On slow networks (long paths) the copies can lock into different orientations of a component, e.g. the two
+    ends of a path into opposite signs: each rank still fits its columns, but Ū loses the component and the
+    consensus penalty alone does not undo it in any practical number of iterations. Every `every` iterations
+    rank 0's U_0 is broadcast (n×r); each rank takes the rotation R_j = P Qᵀ from the SVD U_jᵀU_0 = P S Qᵀ (the
+    orthogonal R minimizing ‖U_j R − U_0‖_F, Procrustes) and, if ‖U_j R_j − U_0‖² · gain < ‖U_j − U_0‖², sets
+    U_j ← U_j R_j, V_j ← V_j R_j. R_j R_jᵀ = I, so every U_j V_jᵀ and f_j is unchanged; only the consensus
+    penalty drops. Copies that already agree are left alone (R_j ≈ I gains nothing).
+    """
+
+    def __init__(self, every: int, gain: float):
+        self.every, self.gain, self.count = every, gain, 0
+
+    def due(self, iteration: int) -> bool:
+        return iteration % self.every == 0
+
+    def rotation(self, U_j, reference):
+        """R_j if it brings U_j `gain` times closer to `reference` (squared distance), else None."""
+        P, _, Qt = np.linalg.svd(U_j.T.astype(np.float64) @ reference)
+        R = P @ Qt
+        before = float(np.sum((U_j - reference) ** 2))
+        after = float(np.sum((U_j @ R - reference) ** 2))
+        return R if after * self.gain < before else None
+
+    def __call__(self, U, V, reducer, own_ranks):
+        reference = reducer.broadcast(U[own_ranks.index(0)] if 0 in own_ranks else np.empty(U[0].shape))
+        rotations = [self.rotation(U_j, reference) for U_j in U]
+        self.count += int(reducer.sum(np.array([sum(R is not None for R in rotations)], dtype=np.float64))[0])
+        return ([U_j if R is None else U_j @ R.astype(U_j.dtype) for U_j, R in zip(U, rotations)],
+                [V_j if R is None else V_j @ R.astype(V_j.dtype) for V_j, R in zip(V, rotations)])
 
 
 class ScaledStep:
@@ -465,6 +510,7 @@ def run(problems, own_ranks, U, V, settings: Settings, exchange, reducer, *, on_
     balance = Balance(settings.balance_weight, settings.J) if settings.balance_weight > 0 else None
     rebalance = settings.rebalance if settings.scaled is None and V[0] is not None else None
     extra = settings.extra
+    align = settings.align if settings.scaled is None and V[0] is not None else None
     timing = {"compute": 0.0, "wait": 0.0, "diagnostics": 0.0}
     recorder = _Recorder(settings, on_record, history) if reducer.is_root else None
     start = clock()
@@ -525,6 +571,13 @@ def run(problems, own_ranks, U, V, settings: Settings, exchange, reducer, *, on_
         if scaled is not None:
             U, V = scaled.balance(U, V, totals[0], totals[1])
         iteration += 1
+        if align is not None and align.due(iteration):
+            t3 = clock()
+            rotated = align.count
+            U, V = align(U, V, reducer, own_ranks)
+            if extra is not None and align.count > rotated:   # the same count on every rank
+                extra.restart()
+            timing["compute"] += clock() - t3
         if rebalance is not None and rebalance.due(iteration):
             t3 = clock()
             U, V = rebalance(U, V, reducer, extra)
@@ -532,4 +585,5 @@ def run(problems, own_ranks, U, V, settings: Settings, exchange, reducer, *, on_
     return Outcome(status=status, iterations=iteration, U=U, V=V,
                    diagnostics=recorder.history if recorder is not None else {},
                    mean_U=mean_U, timing=timing, rebalances=0 if rebalance is None else rebalance.count,
-                   correction=None if extra is None else extra.D)
+                   correction=None if extra is None else extra.D,
+                   alignments=0 if align is None else align.count)

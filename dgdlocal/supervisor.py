@@ -8,8 +8,10 @@ mpirun ends the job but names a PID that is often another rank's. So under an MP
 * the child dies from a signal: the supervisor prints one line naming the rank, the pid,
   the signal and its common causes, then ends itself by the same signal (without a core
   file), so the launcher sees the rank die as it would have unsupervised and ends the job;
-* the supervisor dies (kill -9 of its pid): the kernel kills the child (PR_SET_PDEATHSIG),
-  so no solver process is left behind;
+* the supervisor dies (kill -9 of its pid): the child learns it at once from the lifeline, a
+  pipe whose write end only the supervisor holds (end of file = the supervisor is gone), and
+  from PR_SET_PDEATHSIG; it prints one line naming its rank and the supervisor's pid, then
+  SIGKILLs itself, so no solver process is left behind and the launcher ends the job;
 * SIGTERM, SIGINT, SIGUSR1, SIGUSR2, SIGHUP and SIGCONT sent to the supervisor are passed
   on to the child (mpirun and SLURM signal both anyway; a second copy only sets the same flag).
 
@@ -30,6 +32,11 @@ import time
 SUPERVISED_VARIABLE = "DGDLOCAL_SUPERVISED"
 #: DGDLOCAL_SUPERVISOR=off runs the solver in the process the launcher started (e.g. under a debugger).
 SWITCH_VARIABLE = "DGDLOCAL_SUPERVISOR"
+#: Set in the child to the file descriptor of the lifeline's read end.
+LIFELINE_VARIABLE = "DGDLOCAL_SUPERVISOR_LIFELINE"
+#: The child's parent-death signal. Not SIGKILL, so the child can say why it ends; its default
+#: action still terminates the child if it comes before `watch_supervisor` installed the handler.
+PARENT_DEATH_SIGNAL = signal.SIGPWR if hasattr(signal, "SIGPWR") else signal.SIGTERM
 #: The rank as MPICH's hydra (and srun --mpi=pmi2), Open MPI / PMIx and srun announce it, in that order.
 RANK_VARIABLES = ("PMI_RANK", "PMIX_RANK", "OMPI_COMM_WORLD_RANK", "SLURM_PROCID")
 FORWARDED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1, signal.SIGUSR2, signal.SIGHUP, signal.SIGCONT)
@@ -66,7 +73,8 @@ def wanted() -> bool:
 
 
 def _die_with(parent: int):
-    """A preexec_fn for the child: SIGKILL it when `parent` dies; exit at once if that already happened."""
+    """A preexec_fn for the child: send it PARENT_DEATH_SIGNAL when `parent` dies; exit at once if
+    that already happened."""
     try:
         import ctypes
 
@@ -75,7 +83,7 @@ def _die_with(parent: int):
         return None
 
     def preexec():
-        prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        prctl(PR_SET_PDEATHSIG, PARENT_DEATH_SIGNAL, 0, 0, 0)
         if os.getppid() != parent:   # the supervisor died before prctl took effect
             os._exit(128 + signal.SIGKILL)
 
@@ -110,10 +118,16 @@ def supervise(command: list[str]) -> int | None:
             child.send_signal(number)   # a no-op once the child has been reaped
 
     previous = {number: signal.signal(number, forward) for number in FORWARDED_SIGNALS}
+    # The lifeline: the child inherits the read end; the write end (not inheritable) stays open
+    # here until this process ends, however it ends.
+    lifeline, _keep_open = os.pipe()
+    os.set_inheritable(lifeline, True)
     try:
         child = subprocess.Popen(command, close_fds=False, preexec_fn=_die_with(os.getpid()),
-                                 env={**os.environ, SUPERVISED_VARIABLE: str(os.getpid())})
+                                 env={**os.environ, SUPERVISED_VARIABLE: str(os.getpid()),
+                                      LIFELINE_VARIABLE: str(lifeline)})
     except OSError as exc:
+        os.close(lifeline)
         for number, handler in previous.items():
             signal.signal(number, handler)
         sys.stderr.write(f"dgdlocal: warning: rank {rank}: cannot start the solver as a supervised process "
@@ -121,6 +135,7 @@ def supervise(command: list[str]) -> int | None:
         for number in pending:
             signal.raise_signal(number)
         return None
+    os.close(lifeline)
     for number in pending:
         child.send_signal(number)
     code = child.wait()
@@ -141,3 +156,44 @@ def _die_by(number: int) -> None:
         signal.signal(number, signal.SIG_DFL)
     os.kill(os.getpid(), number)
     os._exit(128 + number)   # only if the signal does not end a process by default
+
+
+def watch_supervisor() -> None:
+    """In the supervised solver: when the supervisor dies, print one line naming this rank and the
+    supervisor's pid, then SIGKILL this process. Two ways in, whichever comes first: a daemon thread
+    blocked on the lifeline (it runs while the main thread waits inside MPI, which releases the GIL)
+    and a handler of PARENT_DEATH_SIGNAL (runs when the main thread is back in Python)."""
+    import threading
+
+    parent = supervisor_pid()
+    descriptor = os.environ.get(LIFELINE_VARIABLE, "")
+    if parent is None:
+        return
+    once = threading.Lock()
+
+    def supervisor_died(*_):
+        if once.acquire(blocking=False):
+            os.write(2, describe_supervisor_death(launcher_rank(), parent, os.getpid()).encode())
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    signal.signal(PARENT_DEATH_SIGNAL, supervisor_died)
+    if descriptor.isdigit():
+        def wait_for_end_of_file():
+            try:
+                while os.read(int(descriptor), 1):
+                    pass
+            except OSError:
+                return
+            supervisor_died()
+
+        threading.Thread(target=wait_for_end_of_file, name="dgdlocal-lifeline", daemon=True).start()
+    if os.getppid() != parent:   # died before the handler was in place
+        supervisor_died()
+
+
+def describe_supervisor_death(rank: str, parent: int, pid: int) -> str:
+    """The one line printed by the solver of `rank` when its supervisor `parent` died."""
+    return (f"dgdlocal: rank {rank}: its supervisor process (pid {parent} on {os.uname().nodename}, the pid "
+            f"MPI reports for this rank) died at {time.strftime('%Y-%m-%d %H:%M:%S')}, killed by a signal "
+            f"(`kill -9` of that pid, the out-of-memory killer or the batch system); its solver (pid {pid}) "
+            f"ends too, and the job cannot go on without it.\n")

@@ -71,6 +71,55 @@ def test_rebalancing_keeps_every_product_and_balances_the_gram_matrices():
     assert rebalance(zero, V, _SerialReducer())[0] is zero and rebalance.count == 1
 
 
+def test_default_alignment_undoes_copies_locked_in_opposite_signs_on_a_long_path():
+    """12-rank path, r = 1: without alignment the two ends lock into opposite signs of U (Ū ≈ 0, relative error
+    ≈ 1 after 100000 iterations, README "When plain DGD+LOCAL drifts"); the default alignment to rank 0's copy
+    every 100 iterations flips them back and the run reaches 1e-10 (3400 iterations)."""
+    settings = dict(topology="path", n=50, m=600, rank=1, condition_number=2.0, seed=686, iterations=20000,
+                    tolerance=1e-10, log_every=100)
+    _, outcome = _simulate(12, **settings)
+    assert outcome.status == "converged" and outcome.alignments >= 1
+    assert outcome.diagnostics["relative_error"][-1] <= 1e-10
+    assert outcome.diagnostics["relative_consensus"][-1] <= 1e-10
+    _, unaligned = _simulate(12, **{**settings, "iterations": outcome.iterations, "align_gain": 0.0})
+    assert unaligned.status == "max_iters" and unaligned.alignments == 0
+    assert unaligned.diagnostics["relative_error"][-1] > 0.5
+    assert unaligned.diagnostics["relative_consensus"][-1] > 0.5
+
+
+class _BroadcastingReducer:
+    """One process holding every block: rank 0's block is the first; sums are local."""
+
+    def broadcast(self, array):
+        return np.asarray(array, dtype=np.float64).copy()
+
+    def sum(self, array):
+        return np.asarray(array, dtype=np.float64)
+
+
+def test_alignment_rotates_disagreeing_copies_onto_rank_0s_and_keeps_every_product():
+    rng = np.random.default_rng(5)
+    n, r = 9, 3
+    U0 = rng.standard_normal((n, r))
+    rotation = np.linalg.qr(rng.standard_normal((r, r)))[0]
+    flip = np.diag([1.0, -1.0, 1.0])
+    U = [U0, U0 @ flip, U0 @ rotation + 1e-3 * rng.standard_normal((n, r)), U0 + 1e-3 * rng.standard_normal((n, r))]
+    V = [rng.standard_normal((4 + j, r)) for j in range(4)]
+    align = solver.Align(every=100, gain=2.0)
+    U2, V2 = align(U, V, _BroadcastingReducer(), [0, 1, 2, 3])
+    assert align.count == 2   # the flipped and the rotated copy; rank 0's and the nearly equal one stay
+    assert U2[0] is U[0] and U2[3] is U[3] and V2[3] is V[3]
+    np.testing.assert_allclose(U2[1], U0, atol=1e-14)
+    np.testing.assert_allclose(U2[2], U0, atol=1e-2)
+    for U_j, V_j, U2_j, V2_j in zip(U, V, U2, V2):
+        np.testing.assert_allclose(U2_j @ V2_j.T, U_j @ V_j.T, rtol=1e-13, atol=1e-13 * np.abs(U_j @ V_j.T).max())
+    # copies that agree (or a zero reference) are left alone
+    U3, _ = align(U2, V2, _BroadcastingReducer(), [0, 1, 2, 3])
+    assert align.count == 2 and all(a is b for a, b in zip(U3, U2))
+    zero = [np.zeros((n, r))] + U[1:]
+    assert align(zero, V, _BroadcastingReducer(), [0, 1, 2, 3])[0][1] is U[1] and align.count == 2
+
+
 def test_synthetic_matrix_does_not_depend_on_the_number_of_ranks():
     spec = data.SyntheticSpec(n=9, m=13, r=2, condition_number=5.0, noise=0.1, seed=4)
     whole = data.synthetic_block(spec, 0, 0, 13).Y

@@ -60,9 +60,10 @@ def _start(J, *args, env=None):
 ])
 def test_resumed_run_equals_the_uninterrupted_run_bit_for_bit(tmp_path, how, at, checkpoint_every):
     J, iterations = 3, 300
-    # the gauge is applied at every 20th iterate (threshold 1), so checkpoints at 80 and 120 fall right after one
+    # the gauges are applied at every 20th iterate (threshold 1, gain 1), so checkpoints at 80 and 120 fall right
+    # after a rebalancing and an alignment
     arguments = [*SMALL, "--iterations", iterations, "--checkpoint-every", checkpoint_every,
-                 "--rebalance-every", 20, "--rebalance-threshold", 1]
+                 "--rebalance-every", 20, "--rebalance-threshold", 1, "--align-gain", 1]
     code, _, stderr = mpirun(J, *arguments, "--output", tmp_path / "whole.h5", timeout=60)
     assert code == 0, stderr
     part = tmp_path / "part.h5"
@@ -181,7 +182,7 @@ def _start_and_read_header(J, tmp_path):
     pytest.fail(f"no header line; stderr:\n{process.stderr.read()}")
 
 
-def test_kill_9_of_a_supervisor_ends_the_job_within_10_s_leaving_no_solver_process(tmp_path):
+def test_kill_9_of_a_supervisor_ends_the_job_within_10_s_naming_the_rank_and_leaving_no_solver(tmp_path):
     process, solvers, supervisors = _start_and_read_header(3, tmp_path)
     time.sleep(0.3)
     sent = time.monotonic()
@@ -189,6 +190,10 @@ def test_kill_9_of_a_supervisor_ends_the_job_within_10_s_leaving_no_solver_proce
     code, stdout, stderr = finish(process, timeout=30)
     seconds = time.monotonic() - sent
     assert code != 0 and seconds <= LIMIT, f"exit {code} after {seconds:.1f} s"
+    named = re.findall(r"dgdlocal: rank (\d+): its supervisor process \(pid (\d+) on [^,]+, the pid MPI reports "
+                       r"for this rank\) died .*; its solver \(pid (\d+)\) ends too", stderr)
+    assert named == [("1", supervisors["1"], solvers["1"])], stderr
+    assert "Traceback" not in stderr
     deadline = time.monotonic() + 2
     while not all(_gone(pid) for pid in solvers.values()) and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -215,6 +220,35 @@ def test_the_supervisor_names_rank_pid_and_signal_and_dies_by_the_same_signal(tm
                         r"the job cannot go on without it\. Common cause: .*out-of-memory.*\.\n", stderr), stderr
     code, _, stderr = launch([sys.executable, "-c", script, "import sys; sys.exit(3)"], env=env)
     assert code == 3 and stderr == ""
+
+
+def test_a_supervised_solver_names_its_rank_and_dies_when_the_supervisor_is_killed(tmp_path):
+    """supervisor.watch_supervisor without MPI: the solver waits in a blocking C call (as in MPI_Waitall,
+    GIL released); kill -9 of the supervisor makes it print one line naming rank and pids, then die."""
+    ready = tmp_path / "ready"
+    solver = ("import sys, time; from dgdlocal.supervisor import watch_supervisor; watch_supervisor(); "
+              f"open({str(ready)!r}, 'w').close(); time.sleep(60); sys.exit(7)")
+    script = ("import sys; from dgdlocal.supervisor import supervise; "
+              "sys.exit(supervise([sys.executable, '-c', sys.argv[1]]))")
+    process = subprocess.Popen([sys.executable, "-c", script, solver], stderr=subprocess.PIPE, text=True,
+                               env={**os.environ, "PMI_RANK": "4", "DGDLOCAL_SUPERVISED": ""})
+    deadline = time.monotonic() + 30
+    while not ready.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert ready.exists(), "the solver did not start"
+    children = subprocess.run(["pgrep", "-P", str(process.pid)], capture_output=True, text=True).stdout.split()
+    assert len(children) == 1, children
+    sent = time.monotonic()
+    process.kill()
+    process.wait()
+    while not _gone(int(children[0])) and time.monotonic() < sent + 5:
+        time.sleep(0.01)
+    assert _gone(int(children[0])), "the solver outlived its supervisor"
+    assert time.monotonic() - sent < 2
+    stderr = process.stderr.read()
+    assert re.fullmatch(rf"dgdlocal: rank 4: its supervisor process \(pid {process.pid} on \S+, the pid MPI reports "
+                        rf"for this rank\) died at [^,]+, killed by a signal \(.*out-of-memory.*\); its solver "
+                        rf"\(pid {children[0]}\) ends too, and the job cannot go on without it\.\n", stderr), stderr
 
 
 def _checkpointed_run(tmp_path, J=2, *extra):

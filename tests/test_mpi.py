@@ -90,6 +90,9 @@ CASES = {
     "extra-sensing-spectral": dict(method="extra", problem="sensing", n=9, m=13, rank=2, init="spectral",
                                    measurements=600, noise=0.3),
     "extra-least-squares": dict(method="extra", problem="least-squares", n=6, m=31),
+    "extra-factorization-aligned": dict(method="extra", noise=0.3, rebalance_every=5, align_gain=1.0),
+    # gain 1: every copy that any rotation brings closer to rank 0's is rotated, so the alignment path is exercised
+    "factorization-aligned": dict(topology="ring", rebalance_every=5, align_gain=1.0),
 }
 
 
@@ -108,6 +111,9 @@ def test_mpi_run_equals_serial_simulation(case):
     worst = comm.allreduce(max(differences), op=_max())
     assert mpi_outcome.iterations == simulated_outcome.iterations == config.iterations
     assert mpi_outcome.rebalances == simulated_outcome.rebalances
+    assert mpi_outcome.alignments == simulated_outcome.alignments
+    if "aligned" in case and J > 1:
+        assert simulated_outcome.alignments >= 1
     if "rebalanced" in case:
         assert simulated_outcome.rebalances == config.iterations // config.rebalance_every
     assert worst <= 1e-12, f"MPI and simulation differ by {worst:.2e} (relative)"
