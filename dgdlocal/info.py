@@ -55,7 +55,8 @@ def describe(content: dict, path: str) -> dict:
     diagnostics = content["diagnostics"]
     final = {name: _plain(values[-1]) for name, values in diagnostics.items() if len(values)}
     step = {"step_size": config.get("step_size"), "rule": config.get("step_rule"),
-            "bound_thm25": config.get("step_bound_thm25"), "lipschitz_estimate": config.get("lipschitz_estimate")}
+            "bound_thm25": config.get("step_bound_thm25"), "lipschitz_estimate": config.get("lipschitz_estimate"),
+            "method": config.get("method", "dgd-local")}
     if step["step_size"] is not None and step["bound_thm25"] is not None:
         step["within_bound"] = step["step_size"] < step["bound_thm25"]
     data = config.get("data")
@@ -118,6 +119,8 @@ def format_text(summary: dict) -> str:
         lines.append(f"step          µ = {step['step_size']:.4g} ({step['rule']}); Thm 2.5 bound (1−2ω)/L = "
                      f"{_number(step['bound_thm25'], '.4g')} with L ≈ {_number(step['lipschitz_estimate'], '.4g')}"
                      + verdict)
+    if step.get("method") == "extra":
+        lines.append("  method      extra: EXTRA's correction on the U step (fixed points: the centralized critical points)")
     elapsed = iterations["elapsed_s"]
     lines.append(f"iterations    {iterations['done']} of at most {iterations['cap']}, tolerance {iterations['tolerance']}"
                  + (f", {elapsed:.2f} s" if elapsed is not None else ""))

@@ -92,8 +92,9 @@ def write_result(path: str, *, status: str, command: str, mpi_size: int, config:
                  U: np.ndarray, V: np.ndarray, timing: dict, step: dict, checkpoint: dict | None = None) -> None:
     """Write the result file of schema version 1 (DESIGN §3), with a /checkpoint group if given.
 
-    `checkpoint`: {"U": J×n×r, "V": m×r, "attrs": {...}} — every rank's U_j and the whole V at
-    iterate `attrs["iteration"]`; /diagnostics then holds the history up to that iterate.
+    `checkpoint`: {"U": J×n×r, "V": m×r, "D": J×n×r or None, "attrs": {...}} — every rank's U_j and the whole
+    V at iterate `attrs["iteration"]` (and, with --method extra, every rank's EXTRA correction D_j);
+    /diagnostics then holds the history up to that iterate.
     """
     with atomic_h5(path) as handle:
         handle.attrs["schema_version"] = SCHEMA_VERSION
@@ -122,6 +123,8 @@ def write_result(path: str, *, status: str, command: str, mpi_size: int, config:
         if checkpoint is not None:
             group = handle.create_group("checkpoint")
             group["U"], group["V"] = checkpoint["U"], checkpoint["V"]
+            if checkpoint.get("D") is not None:
+                group["D"] = checkpoint["D"]
             for key, value in sorted(checkpoint["attrs"].items()):
                 group.attrs[key] = _attribute(value)
 
@@ -145,10 +148,11 @@ def read_checkpoint(path: str) -> dict:
     return {"attrs": attrs, "history": history}
 
 
-def read_checkpoint_factors(path: str, j: int, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:
-    """Rank j's U_j and rows lo:hi of V from the checkpoint in `path`."""
+def read_checkpoint_factors(path: str, j: int, lo: int, hi: int) -> tuple:
+    """Rank j's U_j, rows lo:hi of V and EXTRA's D_j (None when the checkpoint has none) from `path`."""
     with h5py.File(path, "r") as handle:
-        return handle["checkpoint/U"][j], handle["checkpoint/V"][lo:hi]
+        D_j = handle["checkpoint/D"][j] if "checkpoint/D" in handle else None
+        return handle["checkpoint/U"][j], handle["checkpoint/V"][lo:hi], D_j
 
 
 def read_result(path: str) -> dict:

@@ -44,6 +44,7 @@ class RunConfig:
 
     problem: str = "factorization"
     algorithm: str = "auto"
+    method: str = "dgd-local"
     data: str | None = None
     n: int = DEFAULT_N
     m: int = DEFAULT_M
@@ -173,6 +174,10 @@ def check_settings(config: RunConfig) -> None:
     if config.init == "spectral" and config.problem == "least-squares":
         raise InputError("--init spectral is for the low-rank problems; least squares starts from --init random.",
                          collective=True)
+    if config.method == "extra" and (config.preconditioner == "scaled" or config.balance > 0):
+        raise InputError(f"--method extra runs EXTRA's correction on plain gradient steps; it does not combine with "
+                         + ("--preconditioner scaled" if config.preconditioner == "scaled" else "--balance")
+                         + " (drop that option, or use --method dgd-local).", collective=True)
     if 0 < config.align_gain < 1:
         raise InputError(f"The 'align-gain' parameter must be 0 (off) or >= 1. Got {config.align_gain:g} instead.",
                          collective=True)
@@ -209,6 +214,7 @@ class Prepared:
     fingerprint: str | None = None        # of the data (coordinator only)
     start_iteration: int = 0              # > 0 when resumed from a checkpoint
     history: dict | None = None           # diagnostics before start_iteration (coordinator only)
+    correction: list | None = None        # --method extra resumed: EXTRA's D_j at the checkpoint
     elapsed_before: float = 0.0           # seconds spent before the checkpoint
 
     def step_attributes(self, config: RunConfig) -> dict:
@@ -272,6 +278,8 @@ def prepare(config: RunConfig, context: Context) -> Prepared:
         U, V, init_scale = _initial_point(config, context, local_problems, offsets, n, r, sigma1)
     U = [np.ascontiguousarray(x, dtype=dtype) for x in U]
     V = [None if x is None else np.ascontiguousarray(x, dtype=dtype) for x in V]
+    if resumed.get("correction") is not None:
+        resumed["correction"] = [np.ascontiguousarray(x, dtype=dtype) for x in resumed["correction"]]
     return Prepared(n, m, r, offsets, network, warnings, local_problems, U, V, sigma1, step_size, step_bound,
                     init_scale, lipschitz, fingerprint, **resumed)
 
@@ -289,6 +297,8 @@ def _resumed_point(config, context, local_problems, offsets, fingerprint):
     V = [s[1] if p.has_local else None for s, p in zip(starts, local_problems)]
     resumed = dict(start_iteration=int(attrs["iteration"]), elapsed_before=float(attrs["elapsed"]),
                    history=state["history"] if context.is_root else None)
+    if config.method == "extra" and starts[0][2] is not None:   # none stored: EXTRA starts at its k = 0 form
+        resumed["correction"] = [s[2] for s in starts]
     return U, V, float(attrs["step_size"]), float(attrs["init_scale_used"]), resumed
 
 
@@ -349,6 +359,8 @@ def solve(prepared: Prepared, config: RunConfig, context: Context, on_record=Non
                                if config.preconditioner == "scaled" else None,
                                rebalance=solver.Rebalance(config.rebalance_every, config.rebalance_threshold,
                                                           context.J) if config.rebalance_every > 0 else None,
+                               extra=solver.Extra(prepared.U, prepared.correction)
+                               if config.method == "extra" else None,
                                align=solver.Align(config.rebalance_every, config.align_gain)
                                if config.rebalance_every > 0 and config.align_gain > 0 else None)
     exchange = context.make_exchange(prepared.network.weights, prepared.U[0].shape, np.dtype(config.dtype))
@@ -388,7 +400,8 @@ def _execute(config: RunConfig, context: Context, command: str, stop: StopReques
         shown = {**asdict(config), "n": n, "m": m}  # the data's size when --data is given
         say(context, config, f"dgdlocal: configuration{source}:\n{format_compact(shown)}")
     say(context, config,
-        f"dgdlocal: {'DGD+LOCAL' if prepared.problems[0].has_local else 'classical DGD'} {config.problem}, "
+        f"dgdlocal: {'DGD+LOCAL' if prepared.problems[0].has_local else 'classical DGD'}"
+        f"{' with EXTRA' if config.method == 'extra' else ''} {config.problem}, "
         f"{n}×{m}, rank {r}, on J={J} "
         f"{'simulated ' if config.simulate else ''}ranks; {network.source} network"
         f"{' (lazy (W+I)/2 applied)' if network.lazy_applied else ''}: ω={summary['omega']:.3g}, "
@@ -410,8 +423,8 @@ def _execute(config: RunConfig, context: Context, command: str, stop: StopReques
             fault(iteration)
         return vote(stop.is_set())
 
-    def checkpoint(iteration, U, V, history):
-        writer.write(solver.STATUS_RUNNING, iteration, U, V, history)
+    def checkpoint(iteration, U, V, history, correction):
+        writer.write(solver.STATUS_RUNNING, iteration, U, V, history, correction=correction)
 
     progress = _progress_printer(context, config)
     try:
@@ -427,7 +440,8 @@ def _execute(config: RunConfig, context: Context, command: str, stop: StopReques
               for name, seconds in outcome.timing.items()}
     interrupted = outcome.status == solver.STATUS_INTERRUPTED
     writer.write(outcome.status, outcome.iterations, outcome.U, outcome.V, outcome.diagnostics,
-                 mean_U=outcome.mean_U, timing=timing, with_checkpoint=interrupted or config.checkpoint_every > 0)
+                 mean_U=outcome.mean_U, timing=timing, with_checkpoint=interrupted or config.checkpoint_every > 0,
+                 correction=outcome.correction)
     if context.is_root:
         _print_summary(config, outcome, timing, stop.received, J)
     if interrupted:
@@ -447,11 +461,13 @@ class _ResultWriter:
         self.resumed_records = len(prepared.history["iteration"]) if prepared.history is not None else 0
         self.has_local = prepared.problems[0].has_local
 
-    def write(self, status, iteration, U, V, history, *, mean_U=None, timing=None, with_checkpoint=True):
+    def write(self, status, iteration, U, V, history, *, mean_U=None, timing=None, with_checkpoint=True,
+              correction=None):
         prepared, config, context = self.prepared, self.config, self.context
         J, n, r = context.J, prepared.n, prepared.r
         V_full = context.reducer.gather_rows(V) if self.has_local else np.zeros((0, r))
         U_all = context.reducer.gather_rows(U) if with_checkpoint else None
+        D_all = context.reducer.gather_rows(correction) if with_checkpoint and correction is not None else None
         if not context.is_root:
             return
         from .results import write_result
@@ -466,6 +482,7 @@ class _ResultWriter:
         if U_all is not None:
             U_all = U_all.reshape(J, n, r)
             state = {"U": U_all.astype(config.dtype), "V": V_full.astype(config.dtype),
+                     "D": None if D_all is None else D_all.reshape(J, n, r).astype(config.dtype),
                      "attrs": checkpoint_module.attributes(resolved, iteration=iteration, elapsed=elapsed,
                                                            step_size=prepared.step_size,
                                                            init_scale=prepared.init_scale,
@@ -540,13 +557,18 @@ def _print_summary(config: RunConfig, outcome, timing, signal_name, J) -> None:
     if outcome.status == solver.STATUS_CONVERGED and last["relative_consensus"] > config.tolerance:
         lines.append(f"warning: the run reached a stationary point of g whose copies still disagree (relative "
                      f"consensus {last['relative_consensus']:.2e} > {config.tolerance:g}): classical DGD with a "
-                     "fixed step stops at a consensus floor that shrinks with the step.")
+                     "fixed step stops at a consensus floor that shrinks with the step."
+                     if config.method != "extra" else
+                     f"warning: the fixed-point residual met the tolerance while the copies still disagree "
+                     f"(relative consensus {last['relative_consensus']:.2e} > {config.tolerance:g}); "
+                     "a smaller --tolerance continues.")
     if outcome.status == solver.STATUS_MAX_ITERS:
         lines.append(f"warning: the iteration cap {config.iterations} was reached before the tolerance "
                      f"{config.tolerance:g}; raise --iterations" + (
                          f" and continue with --resume {config.output}." if config.checkpoint_every > 0
                          else " (runs with --checkpoint-every can be continued with --resume)."))
-    if outcome.status == solver.STATUS_MAX_ITERS and _has_local_factors(outcome) and last["relative_consensus"] > 1e-6:
+    if (outcome.status == solver.STATUS_MAX_ITERS and _has_local_factors(outcome) and last["relative_consensus"] > 1e-6
+            and config.method != "extra"):   # the cures named below are for plain DGD+LOCAL
         lines.append(f"hint: the copies of U still disagree (relative consensus {last['relative_consensus']:.1e}). On "
                      "slow networks with few columns per rank plain DGD+LOCAL can drift towards unbalanced factors; "
                      + "try " + ("--rebalance-every 100, " if config.rebalance_every == 0 else "")

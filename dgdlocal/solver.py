@@ -7,7 +7,8 @@ One iteration, for every rank j (both gradients at iterate k):
 
 and, every K iterations (--rebalance-every), two changes of gauge that keep every U_j V_jᵀ: a copy that a
 rotation R_j brings much closer to rank 0's copy is rotated, U_j ← U_j R_j, V_j ← V_j R_j (Align), and a common
-U_j ← U_j A, V_j ← V_j A⁻ᵀ when the factors have drifted out of balance (Rebalance).
+U_j ← U_j A, V_j ← V_j A⁻ᵀ when the factors have drifted out of balance (Rebalance). With --method extra the U step
+carries EXTRA's correction (class Extra), with the same single exchange of U_j per iteration.
 
 The loop sees the network through two small objects, so it knows nothing of
 MPI, files or argv:
@@ -140,6 +141,7 @@ class Settings:
     balance_weight: float = 0.0
     scaled: "ScaledStep | None" = None    # --preconditioner scaled
     rebalance: "Rebalance | None" = None  # --rebalance-every
+    extra: "Extra | None" = None          # --method extra
     align: "Align | None" = None          # --rebalance-every with --align-gain
 
 
@@ -153,6 +155,7 @@ class Outcome:
     mean_U: np.ndarray | None = None
     timing: dict = field(default_factory=dict)        # per process: compute, wait, diagnostics
     rebalances: int = 0                               # gauge changes made by Rebalance in this run
+    correction: list | None = None                    # --method extra: EXTRA's D_j^{k-1} for the local blocks
     alignments: int = 0                               # copies rotated by Align in this run (all ranks)
 
 
@@ -216,12 +219,78 @@ class Rebalance:
         stretch = np.linalg.svd(gauge[0], compute_uv=False)
         return float(max(stretch[0], 1.0 / stretch[-1]) ** 2), gauge
 
-    def __call__(self, U, V, reducer):
+    def __call__(self, U, V, reducer, extra=None):
+        """The rebalanced (U, V); with --method extra, the EXTRA correction follows the gauge (Extra.regauge)."""
         ratio, gauge = self.imbalance(gram_totals(U, V, reducer))
         if gauge is None or ratio <= self.threshold:
             return U, V
         self.count += 1
+        if extra is not None:
+            extra.regauge(gauge[1])
         return apply_gauge(U, V, *gauge)
+
+
+class Extra:
+    """--method extra: EXTRA (Shi, Ling, Wu, Yin 2015) on the shared factor; V_j keeps its plain local step.
+
+    With W the mixing matrix in use (W̃ of the README, already lazy) and W' = (I + W)/2, EXTRA is
+    U¹ = W U⁰ − µ g⁰ and U^{k+2} = W U^{k+1} + U^{k+1} − W' U^k − µ (g^{k+1} − g^k), g^k_j = ∇_U f_j(U_j^k, V_j^k).
+    This class runs the paper's equivalent summed form (its eq. 2.13), per rank j:
+
+        U_j^{k+1} = U_j^k + P_j^k − µ g_j^k + D_j^{k−1}
+        D_j^k     = D_j^{k−1} + ½ P_j^k,          D^{−1} = 0  (the k = 0 form),
+
+    with P_j = ((W − I) U)_j = Σ_{i≠j} W_ji (U_i − U_j) (pull), i.e. D^k = Σ_{t≤k} (W − W')U^t. It needs the one
+    exchange of U_j that DGD+LOCAL makes, and one n×r array per rank instead of three (U^k, (W U^k)_j, g^k). P_j is
+    formed from differences, not as (W U)_j − U_j: the weights of a row sum to 1 only to rounding, so at consensus
+    (W U)_j − U_j = ε_j U_j, which D would add up every iteration; measured, the stationarity (relative fixed-point
+    residual) then grew linearly, by 4e-13 per 1000 iterations in float64 and 2e-4 in float32 (the default 100×400
+    problem, noise 0.1, J = 3), while P_j is exactly 0 when the copies agree (now flat at 2e-15 and 8e-7). At J = 1
+    (no neighbours) P = D = 0 and the step is plain gradient descent, bit for bit. Σ_j D_j = 0 (W is symmetric), so
+    at a fixed point the copies agree (D stops moving only when P = 0), D_j = µ g_j and Σ_j g_j = 0, ∇_{V_j} f_j = 0:
+    a critical point of the centralized f, which plain DGD+LOCAL does not reach on data of rank > r.
+    """
+
+    def __init__(self, U, correction=None):
+        self.D = [np.zeros_like(U_j) for U_j in U] if correction is None else [np.array(D_j) for D_j in correction]
+
+    @staticmethod
+    def pulls(neighbourhoods, U, own_ranks):
+        """P_j = Σ_{i≠j} W_ji (U_i − U_j) over the entries (i, W_ji, U_i) in ascending i, for the local blocks."""
+        out = []
+        for entries, U_j, own in zip(neighbourhoods, U, own_ranks):
+            pull = np.zeros_like(U_j)
+            for i, weight, U_i in entries:
+                if i != own:
+                    pull += weight * (U_i - U_j)
+            out.append(pull)
+        return out
+
+    def step(self, U, pulls, steps_U, step_size):
+        """U^{k+1} for the local blocks from U^k, P^k and the U directions; advances D to D^k."""
+        out = []
+        for j, (U_j, pull, step_j) in enumerate(zip(U, pulls, steps_U)):
+            out.append(U_j + pull - step_size * step_j + self.D[j])
+            self.D[j] = self.D[j] + 0.5 * pull
+        return out
+
+    def residual(self, j, pull):
+        """(D_j^{k−1} + P_j^k, ½ P_j^k): the parts of z_{k+1} − z_k beyond −µ g_j, and D^k − D^{k−1} — zero together
+        with the gradients exactly at a fixed point of the iteration."""
+        return self.D[j] + pull, 0.5 * pull
+
+    def regauge(self, A_inv_T):
+        """After the gauge U_j ← U_j A, V_j ← V_j A⁻ᵀ: D_j ← D_j A⁻ᵀ. At a fixed point D_j = µ g_j, and g_j maps
+        to g_j A⁻ᵀ, so a fixed point is mapped to a fixed point; Σ_j D_j = 0 is kept. Chosen over restarting the
+        recursion (D ← 0, the k = 0 form), which throws the correction away: measured on a converged 4-rank run on
+        full-rank data put 1.3× off balance, a restart threw the copies off consensus to 2e-2 (still 6e-10 after
+        3000 iterations), this kept them within 5e-13 (tests/test_extra.py)."""
+        self.D = [D_j @ A_inv_T.astype(D_j.dtype) for D_j in self.D]
+
+    def restart(self):
+        """D ← 0: the next step is EXTRA's k = 0 form. Used after Align rotated some copies: D_j R_j with a different
+        R_j on each rank would break Σ_j D_j = 0, and with it the fixed points (Σ_j g_j = Σ_j D_j / µ)."""
+        self.D = [np.zeros_like(D_j) for D_j in self.D]
 
 
 class Align:
@@ -317,10 +386,11 @@ class Balance:
 
 
 def _local_diagnostics(problems, U, V, values, grads_U, grads_V, neighbourhoods, mixed, step_size, own_ranks,
-                       regularizer, metric=None):
+                       regularizer, metric=None, extra=None, pulls=None):
     """Per-rank sums that need no Ū: f_j, consensus penalty + regularizer, ‖∇g‖², ‖U_j‖², ‖V_j‖², data norm²,
     non-finite flag. With the scaled step the penalty is measured in its metric M (‖D‖² → tr(D M Dᵀ)), so that
-    its fixed points are the stationary points of g."""
+    its fixed points are the stationary points of g. With EXTRA, ‖∇g‖ is replaced by the fixed-point residual
+    ‖(z_k − z_{k+1}, D^{k−1} − D^k)‖/µ (for DGD+LOCAL ‖z_k − z_{k+1}‖/µ = ‖∇g‖)."""
     out = np.zeros(7)
     out[1] = regularizer
     for j, problem in enumerate(problems):
@@ -330,7 +400,12 @@ def _local_diagnostics(problems, U, V, values, grads_U, grads_V, neighbourhoods,
                 D = U[j] - U_i
                 penalty += weight / (4.0 * step_size) * float(np.sum(D ** 2 if metric is None else D * (D @ metric)))
         grad_g_U = grads_U[j] + (U[j] - mixed[j] if metric is None else (U[j] - mixed[j]) @ metric) / step_size
-        out += (values[j], penalty, _norm2(grad_g_U) + _norm2(grads_V[j]), _norm2(U[j]), _norm2(V[j]),
+        dual2 = 0.0
+        if extra is not None:
+            moved, dual = extra.residual(j, pulls[j])
+            grad_g_U = grads_U[j] - moved / step_size
+            dual2 = _norm2(dual) / step_size ** 2
+        out += (values[j], penalty, _norm2(grad_g_U) + _norm2(grads_V[j]) + dual2, _norm2(U[j]), _norm2(V[j]),
                 problem.data_norm2, 0.0)
     out[6] = float(not np.all(np.isfinite(out[:6])))
     return out
@@ -426,13 +501,15 @@ def run(problems, own_ranks, U, V, settings: Settings, exchange, reducer, *, on_
     the stop decision is made there, by the coordinator, and shared with every rank.
 
     Restart: (U, V) may be iterate `start_iteration`, with the coordinator's `history` of the
-    diagnostics before it. At every later iterate k, before anything else, `interrupt(k)`
-    (the same answer on every rank) may stop the run there with status interrupted, and
-    `checkpoint(k, U, V, history)` is called when k is a multiple of `checkpoint_every`.
+    diagnostics before it (and, with EXTRA, settings.extra holding D^{k−1}). At every later iterate k,
+    before anything else, `interrupt(k)` (the same answer on every rank) may stop the run there with
+    status interrupted, and `checkpoint(k, U, V, history, correction)` is called when k is a multiple of
+    `checkpoint_every` (correction: EXTRA's D_j list, else None).
     """
     step = settings.step_size
     balance = Balance(settings.balance_weight, settings.J) if settings.balance_weight > 0 else None
     rebalance = settings.rebalance if settings.scaled is None and V[0] is not None else None
+    extra = settings.extra
     align = settings.align if settings.scaled is None and V[0] is not None else None
     timing = {"compute": 0.0, "wait": 0.0, "diagnostics": 0.0}
     recorder = _Recorder(settings, on_record, history) if reducer.is_root else None
@@ -444,7 +521,8 @@ def run(problems, own_ranks, U, V, settings: Settings, exchange, reducer, *, on_
                 status, mean_U = STATUS_INTERRUPTED, reducer.sum(_local_sum(U)) / settings.J
                 break
             if checkpoint_every and iteration % checkpoint_every == 0:
-                checkpoint(iteration, U, V, recorder.history if recorder is not None else None)
+                checkpoint(iteration, U, V, recorder.history if recorder is not None else None,
+                           None if extra is None else extra.D)
         t0 = clock()
         exchange.start(U)
         diagnostic = iteration % settings.log_every == 0 or iteration >= settings.iterations
@@ -466,12 +544,13 @@ def run(problems, own_ranks, U, V, settings: Settings, exchange, reducer, *, on_
         neighbourhoods = exchange.finish()
         t2 = clock()
         mixed = [mix(entries) for entries in neighbourhoods]
+        pulls = None if extra is None else extra.pulls(neighbourhoods, U, own_ranks)
         timing["compute"] += t1 - t0
         timing["wait"] += t2 - t1
         if diagnostic:
             first = reducer.sum(_local_diagnostics(problems, U, V, values, grads_U, grads_V, neighbourhoods, mixed,
                                                    step, own_ranks, regularizer,
-                                                   None if scaled is None else scaled.metric))
+                                                   None if scaled is None else scaled.metric, extra, pulls))
             mean_U = reducer.sum(_local_sum(U)) / settings.J
             second = reducer.sum(_mean_diagnostics(problems, U, V, mean_U))
             decision = None
@@ -482,8 +561,11 @@ def run(problems, own_ranks, U, V, settings: Settings, exchange, reducer, *, on_
             timing["diagnostics"] += clock() - t2
             if status is not None:
                 break
+        if extra is not None:
+            U = extra.step(U, pulls, steps_U, step)
         for j in range(len(problems)):
-            U[j] = mixed[j] - step * steps_U[j]
+            if extra is None:
+                U[j] = mixed[j] - step * steps_U[j]
             if V[j] is not None:
                 V[j] = V[j] - step * steps_V[j]
         if scaled is not None:
@@ -491,13 +573,17 @@ def run(problems, own_ranks, U, V, settings: Settings, exchange, reducer, *, on_
         iteration += 1
         if align is not None and align.due(iteration):
             t3 = clock()
+            rotated = align.count
             U, V = align(U, V, reducer, own_ranks)
+            if extra is not None and align.count > rotated:   # the same count on every rank
+                extra.restart()
             timing["compute"] += clock() - t3
         if rebalance is not None and rebalance.due(iteration):
             t3 = clock()
-            U, V = rebalance(U, V, reducer)
+            U, V = rebalance(U, V, reducer, extra)
             timing["compute"] += clock() - t3
     return Outcome(status=status, iterations=iteration, U=U, V=V,
                    diagnostics=recorder.history if recorder is not None else {},
                    mean_U=mean_U, timing=timing, rebalances=0 if rebalance is None else rebalance.count,
+                   correction=None if extra is None else extra.D,
                    alignments=0 if align is None else align.count)

@@ -145,6 +145,10 @@ def case_torus_cannot_be_formed(tmp_path):
     return 3, ["--topology", "torus"], "2-D torus cannot be formed from J=3 ranks"
 
 
+def case_extra_with_scaled_preconditioner(tmp_path):
+    return 2, ["--method", "extra", "--preconditioner", "scaled"], "--method extra .* does not combine with"
+
+
 def case_output_folder_is_a_file(tmp_path):
     (tmp_path / "notes.txt").write_text("a regular file\n")
     return 2, ["--output", tmp_path / "notes.txt" / "r.h5"], "is a file, not a folder"

@@ -81,6 +81,16 @@ CASES = {
     # threshold 1: the gauge is applied at every 10th iteration, so the rebalancing path is exercised
     "factorization-rebalanced": dict(topology="star", rebalance_every=10, rebalance_threshold=1.0),
     "completion-rebalanced": dict(problem="completion", sampling_rate=0.4, rebalance_every=7, rebalance_threshold=1.0),
+    # --method extra: full-rank (noisy) data, where its correction D_j matters; the gauge moves D_j too
+    "extra-factorization-ring": dict(method="extra", noise=0.3),
+    "extra-factorization-erdos-renyi": dict(method="extra", topology="erdos-renyi", noise=0.3),
+    "extra-factorization-rebalanced": dict(method="extra", topology="star", noise=0.3, rebalance_every=10,
+                                           rebalance_threshold=1.0),
+    "extra-completion": dict(method="extra", problem="completion", sampling_rate=0.4, noise=0.3),
+    "extra-sensing-spectral": dict(method="extra", problem="sensing", n=9, m=13, rank=2, init="spectral",
+                                   measurements=600, noise=0.3),
+    "extra-least-squares": dict(method="extra", problem="least-squares", n=6, m=31),
+    "extra-factorization-aligned": dict(method="extra", noise=0.3, rebalance_every=5, align_gain=1.0),
     # gain 1: every copy that any rotation brings closer to rank 0's is rotated, so the alignment path is exercised
     "factorization-aligned": dict(topology="ring", rebalance_every=5, align_gain=1.0),
 }
@@ -107,6 +117,12 @@ def test_mpi_run_equals_serial_simulation(case):
     if "rebalanced" in case:
         assert simulated_outcome.rebalances == config.iterations // config.rebalance_every
     assert worst <= 1e-12, f"MPI and simulation differ by {worst:.2e} (relative)"
+    if mpi_outcome.correction is not None:
+        D_mpi, D_simulated = mpi_outcome.correction[0], simulated_outcome.correction[j]
+        # J = 1: D stays exactly 0 on both paths
+        difference = _relative_difference(D_mpi, D_simulated) if np.any(D_simulated) else float(np.any(D_mpi))
+        worst_correction = comm.allreduce(difference, op=_max())
+        assert worst_correction <= 1e-12, f"EXTRA's D_j differ by {worst_correction:.2e} (relative)"
     if j == 0:
         for name in ("objective", "consensus_error", "gradient_norm"):
             np.testing.assert_allclose(mpi_outcome.diagnostics[name], simulated_outcome.diagnostics[name],

@@ -71,6 +71,12 @@ def test_real_matrix_matches_truncated_svd(tmp_path, monkeypatch):
     assert v["errors_decrease"]
     # the finding: DGD+LOCAL on full-rank data stays off the SVD optimum and off consensus
     assert v["distributed_excess_r1"] > 1e-4 and v["distributed_consensus_r1"] > 1e-3
+    # --method extra reaches it, at J = 2 and 4 and every rank r of the sweep (measured: within 1e-15)
+    extra = [key for key in v if key.startswith("extra_excess_")]
+    assert sorted(extra) == sorted(f"extra_excess_J{J}_r{r}" for J in (2, 4) for r in (1, 2, 3, 4))
+    assert v["worst_extra_excess"] <= 1e-6 and all(abs(v[key]) <= 1e-6 for key in extra)
+    assert all(v[key.replace("excess", "consensus")] <= 1e-10 for key in extra)
+    assert all(v[key.replace("extra", "plain")] > 1e-4 for key in extra)
     assert v["all_hold"]
 
 
