@@ -172,10 +172,11 @@ def _add_run(parser):
                                 "--rebalance-threshold; keeps every U_j V_jᵀ; stops the drift of plain DGD+LOCAL on "
                                 "slow networks (problems with a factor V; 0 = pure DGD+LOCAL as in the papers; "
                                 "default %(default)s)")
-    algorithm.add_argument("--rebalance-threshold", type=_number(float, "rebalance-threshold", minimum=1.0),
+    algorithm.add_argument("--rebalance-threshold", type=_number(float, "rebalance-threshold", minimum=1.0,
+                                                                 allow_auto=True),
                            default=DEFAULTS.rebalance_threshold, metavar="T",
                            help="rebalance when max(‖A‖₂, ‖A⁻¹‖₂)² > T for the balancing gauge A (for r = 1: the "
-                                "ratio ‖V‖ / rms‖U_j‖) (default %(default)s)")
+                                "ratio ‖V‖ / rms‖U_j‖); auto: max(16, 2√J) (default %(default)s)")
     algorithm.add_argument("--align-gain", type=_number(float, "align-gain", minimum=0.0),
                            default=DEFAULTS.align_gain, metavar="G",
                            help="with --rebalance-every K: every K iterations rank 0's U_0 is broadcast and a copy U_j "

@@ -58,7 +58,7 @@ class RunConfig:
     preconditioner: str = "none"
     precond_damping: float = 1e-3
     rebalance_every: int = solver.REBALANCE_EVERY
-    rebalance_threshold: float = solver.REBALANCE_THRESHOLD
+    rebalance_threshold: str | float = "auto"
     align_gain: float = solver.ALIGN_GAIN
     topology: str = "ring"
     weights: str | None = None
@@ -553,7 +553,9 @@ def _print_summary(config: RunConfig, outcome, timing, signal_name, J) -> None:
                         f"{config.rebalance_every}, --align-gain {config.align_gain:g})")
     if outcome.rebalances:
         lines.insert(4, f"  factors rebalanced {outcome.rebalances} time(s) (--rebalance-every "
-                        f"{config.rebalance_every}, threshold {config.rebalance_threshold:g})")
+                        f"{config.rebalance_every}, threshold "
+                        + (f"auto = max(16, 2√J) = {solver.auto_threshold(J):.3g})"
+                           if config.rebalance_threshold == "auto" else f"{config.rebalance_threshold:g})"))
     if outcome.status == solver.STATUS_CONVERGED and last["relative_consensus"] > config.tolerance:
         lines.append(f"warning: the run reached a stationary point of g whose copies still disagree (relative "
                      f"consensus {last['relative_consensus']:.2e} > {config.tolerance:g}): classical DGD with a "

@@ -43,7 +43,7 @@ EXPLOSION_FACTOR = 1e8
 STEP_SAFETY = 0.5
 #: --rebalance-every default: iterations between two looks at the balance of the factors.
 REBALANCE_EVERY = 100
-#: --rebalance-threshold default: rebalance when the factors' scales differ by more than this factor.
+#: --rebalance-threshold auto: rebalance when the factors' scales differ by more than max(this, 2√J).
 REBALANCE_THRESHOLD = 16.0
 #: --align-gain default: rotate a copy when that makes its squared distance to rank 0's copy this many times smaller.
 ALIGN_GAIN = 100.0
@@ -191,6 +191,11 @@ def apply_gauge(U, V, A, A_inv_T):
     return [U_j @ A.astype(U_j.dtype) for U_j in U], [V_j @ A_inv_T.astype(V_j.dtype) for V_j in V]
 
 
+def auto_threshold(J: int) -> float:
+    """--rebalance-threshold auto: max(16, 2√J), twice the stretch² √J that DGD+LOCAL itself keeps (Rebalance)."""
+    return max(REBALANCE_THRESHOLD, 2.0 * math.sqrt(J))
+
+
 class Rebalance:
     """Occasional gauge rebalancing for plain DGD+LOCAL (problems with a local factor V_j).
 
@@ -200,10 +205,16 @@ class Rebalance:
     when the balancing gauge A of (1/J) Σ_j U_jᵀU_j against VᵀV = Σ_j V_jᵀV_j stretches some direction by more
     than `threshold` in scale (max(‖A‖₂, ‖A⁻¹‖₂)² > threshold; for r = 1 the ratio of ‖V‖ to the root-mean-square
     ‖U_j‖), apply it to every block. Σ_j f_j and every U_j V_jᵀ are unchanged; only the path of g moves.
+
+    `threshold` "auto" is max(16, 2√J) (auto_threshold). Ū moves J times slower than V (each copy sees only its
+    own rank's gradient), so from a small start the method itself keeps J·ŪᵀŪ ≈ VᵀV, a stretch² of √J: at
+    J = 256 that is 16, and rebalancing against it cost 2.3–3.5× more iterations (torus, exponential graph;
+    docs/performance.md §7a). With 2√J the method's own balance is never flagged; for J ≤ 64 auto is 16.
     """
 
-    def __init__(self, every: int, threshold: float, J: int):
-        self.every, self.threshold, self.J, self.count = every, threshold, J, 0
+    def __init__(self, every: int, threshold, J: int):
+        self.every, self.J, self.count = every, J, 0
+        self.threshold = auto_threshold(J) if threshold == "auto" else float(threshold)
 
     def due(self, iteration: int) -> bool:
         return iteration % self.every == 0

@@ -31,7 +31,7 @@ def grid(arguments):
     if arguments.quick:
         return 16, (1, 2), (8, 16, 32, 48, 64, 96), 2, 1500
     if arguments.full:
-        return 100, (1, 2, 3), (100, 200, 300, 400, 500, 600, 700, 800), 2, 1500
+        return 100, (1, 2, 3, 4, 5), tuple(range(100, 1201, 100)), 3, 1500
     return 40, (1, 2, 3, 4), tuple(range(20, 401, 40)), 3, 1500
 
 
@@ -57,7 +57,7 @@ def main(argv=None) -> dict:
                 for k, init in enumerate(INITS):
                     config = runner.RunConfig(problem="symmetric-sensing", n=n, rank=r, measurements=p,
                                               condition_number=1.0, init=init, iterations=cap, tolerance=1e-4,
-                                              log_every=20, seed=10000 * r + 100 * p + t)
+                                              log_every=20, seed=1_000_000 * r + 100 * p + t)
                     with np.errstate(over="ignore", invalid="ignore"):   # a diverging run is a failure
                         _, diagnostics = launcher.solve(config, J)
                     if diagnostics is not None:
