@@ -519,9 +519,10 @@ def run(problems, own_ranks, U, V, settings: Settings, exchange, reducer, *, on_
     """
     step = settings.step_size
     balance = Balance(settings.balance_weight, settings.J) if settings.balance_weight > 0 else None
-    rebalance = settings.rebalance if settings.scaled is None and V[0] is not None else None
+    gauge_fixes = settings.scaled is None and V[0] is not None   # plain steps with a local factor V_j
+    rebalance = settings.rebalance if gauge_fixes else None
+    align = settings.align if gauge_fixes else None
     extra = settings.extra
-    align = settings.align if settings.scaled is None and V[0] is not None else None
     timing = {"compute": 0.0, "wait": 0.0, "diagnostics": 0.0}
     recorder = _Recorder(settings, on_record, history) if reducer.is_root else None
     start = clock()
@@ -554,7 +555,8 @@ def run(problems, own_ranks, U, V, settings: Settings, exchange, reducer, *, on_
         t1 = clock()
         neighbourhoods = exchange.finish()
         t2 = clock()
-        mixed = [mix(entries) for entries in neighbourhoods]
+        # EXTRA steps from the pulls; it needs Σ_i W̃_ji U_i only for the diagnostics
+        mixed = [mix(entries) for entries in neighbourhoods] if extra is None or diagnostic else None
         pulls = None if extra is None else extra.pulls(neighbourhoods, U, own_ranks)
         timing["compute"] += t1 - t0
         timing["wait"] += t2 - t1
