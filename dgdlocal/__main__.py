@@ -118,7 +118,22 @@ def console_script() -> None:
         if code is not None:
             sys.exit(code)
     supervisor.watch_supervisor()
-    sys.exit(main())
+    code = main()
+    ignore_late_stop_signals()
+    sys.exit(code)
+
+
+def ignore_late_stop_signals() -> None:
+    """After the run: a stop signal can reach a rank twice — MPICH's mpirun signals the whole process group
+    and the supervisor forwards its own copy — and the second copy may come after the run restored the
+    default handlers, killing a rank that has already written everything (the job then exits 11 = 9 | 10
+    instead of 4). The run is over, so such copies are ignored while the process shuts down."""
+    import signal
+
+    from .signals import STOP_SIGNALS
+
+    for number in STOP_SIGNALS:
+        signal.signal(number, signal.SIG_IGN)
 
 
 if __name__ == "__main__":

@@ -4,6 +4,11 @@
 every rank (MPICH's mpirun forwards them). A Python handler runs only when the rank
 is back in Python, so it just records the signal; the ranks agree on the flag once
 per iteration (collectives.Reducer.any) and all stop at the same iterate.
+
+A supervised rank gets each such signal twice: MPICH's mpirun signals the whole process group
+(checked here: a child that forwards nothing receives it), and the supervisor forwards its copy.
+The flag makes the two one; after the run the CLI ignores late copies
+(__main__.ignore_late_stop_signals).
 """
 
 from __future__ import annotations

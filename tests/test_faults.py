@@ -125,7 +125,7 @@ def test_signal_to_mpirun_checkpoints_and_exits_4_within_10_s(tmp_path, name):
     process.send_signal(getattr(signal, name))
     code, stdout, stderr = finish(process, timeout=30)
     seconds = time.monotonic() - sent
-    assert code == 4, stderr
+    assert code == 4, f"exit {code}\nstdout:\n{stdout}\nstderr:\n{stderr}"
     assert seconds <= LIMIT, f"{seconds:.1f} s from {name} to the end of the job"
     assert "Traceback" not in stderr
     assert f"interrupted by {name}" in stdout and "--resume" in stdout
