@@ -183,6 +183,14 @@ def _add_run(parser):
                                 "that the best rotation R_j brings G times closer to it (squared distance) becomes "
                                 "U_j R_j, V_j R_j (keeps every U_j V_jᵀ; undoes copies locked in opposite signs on "
                                 "long paths); 0 = off (default %(default)s)")
+    algorithm.add_argument("--u-step-scale", type=_number(float, "u-step-scale", minimum=1.0, allow_auto=True),
+                           default=DEFAULTS.u_step_scale, metavar="S",
+                           help="step S·µ on the shared factor U (V_j keeps µ): U_j ← Σ_i W̃_ji U_i − S µ ∇_U f_j. "
+                                "1 = the papers' DGD+LOCAL. Ū moves by (Sµ/J) Σ_j ∇_U f_j, so at S = 1 it takes a J "
+                                "times smaller step than centralized gradient descent; auto: S = max(1, min(2·gap·J, "
+                                "0.25 / (µ max_j ‖∇²_U f_j‖))) at every iteration (one nonblocking max over ranks), "
+                                "smaller on slow networks and when one rank holds most of the data's energy; "
+                                "factorization and completion, plain steps only (default %(default)s)")
     algorithm.add_argument("--iterations", type=_number(int, "iterations", minimum=0), default=DEFAULTS.iterations,
                            help="iteration cap (default %(default)s)")
     algorithm.add_argument("--tolerance", type=_number(float, "tolerance", minimum=0.0), default=DEFAULTS.tolerance,

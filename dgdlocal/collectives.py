@@ -82,6 +82,10 @@ class Reducer:
         self.comm.Bcast(array, root=0)
         return array
 
+    def start_max(self, value: float) -> "PendingMax":
+        """Post max over ranks of `value` (a nonblocking Iallreduce MAX); `.wait()` returns it on every rank."""
+        return PendingMax(self.comm, value)
+
     def decide(self, decision):
         """The coordinator's decision, on every rank."""
         return self.comm.bcast(decision, root=0)
@@ -106,6 +110,19 @@ class Reducer:
         """Concatenate every rank's list of values on the coordinator."""
         gathered = self.comm.gather(values, root=0)
         return [v for part in gathered for v in part] if self.is_root else None
+
+
+class PendingMax:
+    """One nonblocking max over ranks of a float, progressed by the neighbour exchange posted beside it."""
+
+    def __init__(self, comm, value: float):
+        self.local = np.array([value], dtype=np.float64)
+        self.total = np.empty(1, dtype=np.float64)
+        self.request = comm.Iallreduce(self.local, self.total, op=MPI.MAX)
+
+    def wait(self) -> float:
+        self.request.Wait()
+        return float(self.total[0])
 
 
 class StopVote:

@@ -13,6 +13,8 @@ calls the methods below, so exchange, diagnostics and output stay shared:
   ``split == "columns"`` the global M is [M_1 … M_J]; with ``split == "sum"`` it is Σ_j M_j.
 * ``data_shape``                  → the shape of M_j
 * ``lipschitz(sigma1)``           → L, the curvature of f near a balanced minimizer, from σ₁(M)
+* ``u_curvature(V)`` (factorization, completion) → a bound on the largest curvature of f_j in U at V_j,
+  for ``--u-step-scale auto`` (solver.SharedStep); problems without it run that option at s = 1
 
 ``U`` is the variable the ranks mix with their neighbours (n × r, or d × 1 for
 least squares); ``V`` is rank j's local variable V_j (m_j × r) or None when the
@@ -153,6 +155,17 @@ def _low_rank_norm2(C, D) -> float:
     return float(np.sum((C.T @ C) * (D.T @ D)))
 
 
+def gram_top_eigenvalue(V, factor=1.0) -> float:
+    """factor · λ_max(VᵀV) in float64 (r×r, m_j r² flops); 0 for an empty block, inf when not finite."""
+    if V.size == 0:
+        return 0.0
+    V = V.astype(np.float64, copy=False)
+    gram = V.T @ V
+    if not np.all(np.isfinite(gram)):
+        return math.inf
+    return factor * float(np.linalg.eigvalsh(gram)[-1])
+
+
 class _LowRankTruth:
     """truth_error2 for the problems whose ground truth is X⋆_j = U⋆ V⋆_jᵀ (truth_U, truth_V or None)."""
 
@@ -189,6 +202,10 @@ class Factorization(_LowRankTruth):
     def lipschitz(self, sigma1):
         """∇²f at a balanced minimizer U = PΣ^½, V = QΣ^½ has norm 4σ₁(Y)."""
         return 4.0 * sigma1
+
+    def u_curvature(self, V):
+        """‖∇²_U f_j‖ = 2 λ_max(V_jᵀV_j)."""
+        return gram_top_eigenvalue(V, 2.0)
 
 
 class Completion(_LowRankTruth):
@@ -248,6 +265,10 @@ class Completion(_LowRankTruth):
     def lipschitz(self, sigma1):
         """σ₁(P_Ω Y) ≈ rate · σ₁(Y) and the curvature on the observed entries ≈ rate · 4σ₁(Y)."""
         return 4.0 * sigma1
+
+    def u_curvature(self, V):
+        """‖∇²_U f_j‖ ≤ 2 λ_max(V_jᵀV_j): row i of U sees 2 Σ_{k ∈ Ω_i} v_k v_kᵀ ⪯ 2 V_jᵀV_j."""
+        return gram_top_eigenvalue(V, 2.0)
 
 
 class Sensing(_LowRankTruth):

@@ -60,6 +60,7 @@ class RunConfig:
     rebalance_every: int = solver.REBALANCE_EVERY
     rebalance_threshold: str | float = "auto"
     align_gain: float = solver.ALIGN_GAIN
+    u_step_scale: str | float = 1.0
     topology: str = "ring"
     weights: str | None = None
     weight_rule: str = "metropolis"
@@ -178,6 +179,15 @@ def check_settings(config: RunConfig) -> None:
         raise InputError(f"--method extra runs EXTRA's correction on plain gradient steps; it does not combine with "
                          + ("--preconditioner scaled" if config.preconditioner == "scaled" else "--balance")
                          + " (drop that option, or use --method dgd-local).", collective=True)
+    if config.u_step_scale not in ("auto", 1.0, 1):
+        if config.method == "extra" or config.preconditioner == "scaled":
+            raise InputError(f"--u-step-scale {config.u_step_scale:g} is for plain DGD+LOCAL steps; it does not "
+                             "combine with " + ("--method extra" if config.method == "extra" else
+                                                "--preconditioner scaled")
+                             + " (drop one of the two).", collective=True)
+        if config.problem not in builders.MATRIX_PROBLEMS:
+            raise InputError(f"--u-step-scale {config.u_step_scale:g} needs a local factor V_j; the "
+                             f"{config.problem} problem has none (it runs classical DGD).", collective=True)
     if 0 < config.align_gain < 1:
         raise InputError(f"The 'align-gain' parameter must be 0 (off) or >= 1. Got {config.align_gain:g} instead.",
                          collective=True)
@@ -349,6 +359,18 @@ def resumed_config(config: RunConfig, given: set, context: Context) -> RunConfig
     return RunConfig(**checkpoint_module.resumed_settings(attrs, asdict(config), given, config.resume, context.J))
 
 
+def shared_step(prepared: Prepared, config: RunConfig, J: int) -> "solver.SharedStep | None":
+    """--u-step-scale: None when every step is the papers' (s = 1, or auto where it does not apply: --method
+    extra, --preconditioner scaled, or a problem without a curvature bound in U)."""
+    scale = config.u_step_scale
+    if scale in (1, 1.0) or J == 1:
+        return None
+    if scale == "auto" and (config.method == "extra" or config.preconditioner == "scaled"
+                            or not hasattr(prepared.problems[0], "u_curvature")):
+        return None
+    return solver.SharedStep(scale, J, prepared.network.summary["spectral_gap"], prepared.step_size)
+
+
 def solve(prepared: Prepared, config: RunConfig, context: Context, on_record=None, interrupt=None,
           checkpoint=None) -> solver.Outcome:
     """Run DGD+LOCAL on a prepared problem (files are written only by the `checkpoint` callback)."""
@@ -362,7 +384,8 @@ def solve(prepared: Prepared, config: RunConfig, context: Context, on_record=Non
                                extra=solver.Extra(prepared.U, prepared.correction)
                                if config.method == "extra" else None,
                                align=solver.Align(config.rebalance_every, config.align_gain)
-                               if config.rebalance_every > 0 and config.align_gain > 0 else None)
+                               if config.rebalance_every > 0 and config.align_gain > 0 else None,
+                               shared_step=shared_step(prepared, config, context.J))
     exchange = context.make_exchange(prepared.network.weights, prepared.U[0].shape, np.dtype(config.dtype))
     try:
         return solver.run(prepared.problems, context.local_ranks, prepared.U, prepared.V, settings, exchange,
@@ -548,6 +571,10 @@ def _print_summary(config: RunConfig, outcome, timing, signal_name, J) -> None:
              "  time per rank [s]: " + "  ".join(
                  f"{name} {min(values):.2f}-{max(values):.2f}" for name, values in timing.items()),
              f"  result written to {config.output}"]
+    if outcome.u_step_scale is not None:
+        smallest, last_scale = outcome.u_step_scale
+        lines.insert(4, f"  step on the shared factor U: {last_scale:.3g} µ (--u-step-scale {config.u_step_scale}"
+                        + (f"; smallest {smallest:.3g} µ" if smallest < last_scale else "") + ")")
     if outcome.alignments:
         lines.insert(4, f"  copies of U realigned to rank 0's {outcome.alignments} time(s) (--rebalance-every "
                         f"{config.rebalance_every}, --align-gain {config.align_gain:g})")

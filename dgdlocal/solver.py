@@ -45,6 +45,11 @@ STEP_SAFETY = 0.5
 REBALANCE_EVERY = 100
 #: --rebalance-threshold auto: rebalance when the factors' scales differ by more than max(this, 2√J).
 REBALANCE_THRESHOLD = 16.0
+#: --u-step-scale auto: the U step keeps s·µ·max_j ‖∇²_U f_j‖ ≤ this, the margin the V step has at a balanced
+#: point under --step auto (µ · 2σ₁ = STEP_SAFETY / 2 for factorization).
+SHARED_STEP_MARGIN = 0.25
+#: --u-step-scale auto: s ≤ this · spectral gap · J.
+SHARED_STEP_GAP_FACTOR = 2.0
 #: --align-gain default: rotate a copy when that makes its squared distance to rank 0's copy this many times smaller.
 ALIGN_GAIN = 100.0
 DIAGNOSTIC_NAMES = ("iteration", "elapsed", "objective", "penalized_objective", "consensus_error",
@@ -143,6 +148,7 @@ class Settings:
     rebalance: "Rebalance | None" = None  # --rebalance-every
     extra: "Extra | None" = None          # --method extra
     align: "Align | None" = None          # --rebalance-every with --align-gain
+    shared_step: "SharedStep | None" = None  # --u-step-scale other than 1
 
 
 @dataclass
@@ -157,6 +163,7 @@ class Outcome:
     rebalances: int = 0                               # gauge changes made by Rebalance in this run
     correction: list | None = None                    # --method extra: EXTRA's D_j^{k-1} for the local blocks
     alignments: int = 0                               # copies rotated by Align in this run (all ranks)
+    u_step_scale: tuple | None = None                 # --u-step-scale: (smallest, last) s used in this run
 
 
 def _norm2(array) -> float:
@@ -323,8 +330,12 @@ class Align:
         return iteration % self.every == 0
 
     def rotation(self, U_j, reference):
-        """R_j if it brings U_j `gain` times closer to `reference` (squared distance), else None."""
-        P, _, Qt = np.linalg.svd(U_j.T.astype(np.float64) @ reference)
+        """R_j if it brings U_j `gain` times closer to `reference` (squared distance), else None (also when either
+        is not finite: a diverging run is left for the next diagnostics to report)."""
+        cross = U_j.T.astype(np.float64) @ reference
+        if not np.all(np.isfinite(cross)):
+            return None
+        P, _, Qt = np.linalg.svd(cross)
         R = P @ Qt
         before = float(np.sum((U_j - reference) ** 2))
         after = float(np.sum((U_j @ R - reference) ** 2))
@@ -336,6 +347,50 @@ class Align:
         self.count += int(reducer.sum(np.array([sum(R is not None for R in rotations)], dtype=np.float64))[0])
         return ([U_j if R is None else U_j @ R.astype(U_j.dtype) for U_j, R in zip(U, rotations)],
                 [V_j if R is None else V_j @ R.astype(V_j.dtype) for V_j, R in zip(V, rotations)])
+
+
+class SharedStep:
+    """--u-step-scale s: the shared factor takes the step s·µ, the local factor keeps µ:
+
+        U_j ← Σ_i W̃_ji U_i − s µ ∇_U f_j(U_j, V_j),      V_j ← V_j − µ ∇_{V_j} f_j(U_j, V_j).
+
+    This is gradient descent on g_{sµ} (the DGD+LOCAL objective whose consensus penalty has step sµ) in the fixed
+    block metric diag(s, 1), so its fixed points are those of DGD+LOCAL with step sµ: the same global minimizers
+    on exact-rank data. Why: the mean Ū moves by (sµ/J) Σ_j ∇_U f_j, and at s = 1 that is J times less than
+    centralized gradient descent moves U, so the slow directions of U converge √J times slower than there
+    (docs/performance.md §5). A larger s also weakens the penalty that pulls the copies together, which on slow
+    networks (ring, star, path at J = 16) made s = J 2–30× slower, and an uneven split of the data's energy makes
+    one rank's curvature in U close to the whole problem's.
+
+    auto: s = max(1, min(SHARED_STEP_GAP_FACTOR · gap · J, SHARED_STEP_MARGIN / (µ · max_j c_j))), with gap the
+    spectral gap 1 − λ₂(W̃) and c_j = problem.u_curvature(V_j) at the current iterate (one nonblocking max over
+    ranks per iteration, posted with the neighbour exchange). On evenly split data at a balanced point
+    c_j ≈ 2σ₁/J, so the curvature term is ≈ J; with one rank holding the energy it is ≈ 1. It is a function of
+    the iterate only, so a resumed run takes the same steps. A number s ≥ 1 is used as given.
+    """
+
+    def __init__(self, scale, J: int, spectral_gap: float, step_size: float):
+        self.fixed = None if scale == "auto" else float(scale)
+        self.ceiling = min(float(J), SHARED_STEP_GAP_FACTOR * spectral_gap * J)
+        self.step_size = step_size
+        self.smallest, self.last, self.pending = math.inf, math.nan, None
+
+    def start(self, problems, V, reducer):
+        """Post the max over ranks of the local curvature bounds (auto only)."""
+        if self.fixed is None:
+            self.pending = reducer.start_max(max(problem.u_curvature(V_j) for problem, V_j in zip(problems, V)))
+
+    def finish(self) -> float:
+        """This iteration's s."""
+        if self.fixed is not None:
+            scale = self.fixed
+        else:
+            curvature = self.pending.wait()
+            self.pending = None
+            limit = SHARED_STEP_MARGIN / (self.step_size * curvature) if curvature > 0 else math.inf
+            scale = max(1.0, min(self.ceiling, limit)) if math.isfinite(curvature) else 1.0
+        self.smallest, self.last = min(self.smallest, scale), scale
+        return scale
 
 
 class ScaledStep:
@@ -360,19 +415,32 @@ class ScaledStep:
         return gram + self.damping * np.eye(gram.shape[0])
 
     def steps(self, U, V, grads_U, grads_V, VtV):
-        """Preconditioned directions for the local blocks."""
+        """Preconditioned directions for the local blocks (the plain gradients once the iterate is no longer
+        finite: a diverging run goes on to the next diagnostics, which report it)."""
         self.metric = self._damped(VtV)
-        P_U = np.linalg.inv(self.metric).astype(U[0].dtype, copy=False)
-        return ([g @ P_U for g in grads_U],
-                [g @ np.linalg.inv(self._damped(U_j.T.astype(np.float64) @ U_j)).astype(g.dtype, copy=False)
-                 for U_j, g in zip(U, grads_V)])
+        local_grams = [self._damped(U_j.T.astype(np.float64) @ U_j) for U_j in U]
+        if not all(np.all(np.isfinite(gram)) for gram in [self.metric] + local_grams):
+            return grads_U, grads_V
+        try:
+            P_U = np.linalg.inv(self.metric).astype(U[0].dtype, copy=False)
+            P_V = [np.linalg.inv(gram).astype(g.dtype, copy=False) for gram, g in zip(local_grams, grads_V)]
+        except np.linalg.LinAlgError:   # only for Gram matrices near overflow: λ keeps them positive definite
+            return grads_U, grads_V
+        return [g @ P_U for g in grads_U], [g @ P for g, P in zip(grads_V, P_V)]
 
     def balance(self, U, V, UtU, VtV):
         """(U_j A, V_j A⁻ᵀ) with Aᵀ (UtU/J) A = A⁻¹ VtV A⁻ᵀ diagonal (both damped by λ).
 
         UtU and VtV are the Gram totals of the iterate before the step (this iteration's all-reduce), so the
-        gauge lags one step behind and needs no second all-reduce; any common A keeps every U_j V_jᵀ."""
-        return apply_gauge(U, V, *balancing_gauge(self._damped(UtU / self.J), self._damped(VtV)))
+        gauge lags one step behind and needs no second all-reduce; any common A keeps every U_j V_jᵀ. Skipped
+        when a Gram matrix is not finite (a diverging run, left for the next diagnostics to report)."""
+        if not (np.all(np.isfinite(UtU)) and np.all(np.isfinite(VtV))):
+            return U, V
+        try:
+            gauge = balancing_gauge(self._damped(UtU / self.J), self._damped(VtV))
+        except np.linalg.LinAlgError:
+            return U, V
+        return apply_gauge(U, V, *gauge)
 
 
 class Balance:
@@ -503,9 +571,16 @@ def _local_sum(arrays):
     return total
 
 
-def run(problems, own_ranks, U, V, settings: Settings, exchange, reducer, *, on_record=None,
-        clock=time.perf_counter, start_iteration=0, history=None, interrupt=None, checkpoint=None,
-        checkpoint_every=0) -> Outcome:
+def run(*args, **kwargs) -> Outcome:
+    """_run with numpy's overflow and invalid-value warnings off: a diverging run is reported once, by its
+    status and the CLI's message, instead of by a screen of RuntimeWarnings from every rank."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        return _run(*args, **kwargs)
+
+
+def _run(problems, own_ranks, U, V, settings: Settings, exchange, reducer, *, on_record=None,
+         clock=time.perf_counter, start_iteration=0, history=None, interrupt=None, checkpoint=None,
+         checkpoint_every=0) -> Outcome:
     """Run DGD+LOCAL from (U, V) (lists over the local blocks; V entries None without local variables).
 
     Diagnostics are taken at iterations 0, log_every, 2·log_every, … and at the last iterate;
@@ -523,6 +598,7 @@ def run(problems, own_ranks, U, V, settings: Settings, exchange, reducer, *, on_
     rebalance = settings.rebalance if gauge_fixes else None
     align = settings.align if gauge_fixes else None
     extra = settings.extra
+    shared_step = settings.shared_step if V[0] is not None else None
     timing = {"compute": 0.0, "wait": 0.0, "diagnostics": 0.0}
     recorder = _Recorder(settings, on_record, history) if reducer.is_root else None
     start = clock()
@@ -537,6 +613,8 @@ def run(problems, own_ranks, U, V, settings: Settings, exchange, reducer, *, on_
                            None if extra is None else extra.D)
         t0 = clock()
         exchange.start(U)
+        if shared_step is not None:
+            shared_step.start(problems, V, reducer)
         diagnostic = iteration % settings.log_every == 0 or iteration >= settings.iterations
         computed = [problem.value_and_gradients(U[j], V[j], value=diagnostic) for j, problem in enumerate(problems)]
         values = [c[0] for c in computed]
@@ -554,6 +632,7 @@ def run(problems, own_ranks, U, V, settings: Settings, exchange, reducer, *, on_
             steps_U, steps_V = scaled.steps(U, V, grads_U, grads_V, totals[1])
         t1 = clock()
         neighbourhoods = exchange.finish()
+        u_step = step if shared_step is None else step * shared_step.finish()
         t2 = clock()
         # EXTRA steps from the pulls; it needs Σ_i W̃_ji U_i only for the diagnostics
         mixed = [mix(entries) for entries in neighbourhoods] if extra is None or diagnostic else None
@@ -562,7 +641,7 @@ def run(problems, own_ranks, U, V, settings: Settings, exchange, reducer, *, on_
         timing["wait"] += t2 - t1
         if diagnostic:
             first = reducer.sum(_local_diagnostics(problems, U, V, values, grads_U, grads_V, neighbourhoods, mixed,
-                                                   step, own_ranks, regularizer,
+                                                   u_step, own_ranks, regularizer,
                                                    None if scaled is None else scaled.metric, extra, pulls))
             mean_U = reducer.sum(_local_sum(U)) / settings.J
             second = reducer.sum(_mean_diagnostics(problems, U, V, mean_U))
@@ -578,7 +657,7 @@ def run(problems, own_ranks, U, V, settings: Settings, exchange, reducer, *, on_
             U = extra.step(U, pulls, steps_U, step)
         for j in range(len(problems)):
             if extra is None:
-                U[j] = mixed[j] - step * steps_U[j]
+                U[j] = mixed[j] - u_step * steps_U[j]
             if V[j] is not None:
                 V[j] = V[j] - step * steps_V[j]
         if scaled is not None:
@@ -599,4 +678,5 @@ def run(problems, own_ranks, U, V, settings: Settings, exchange, reducer, *, on_
                    diagnostics=recorder.history if recorder is not None else {},
                    mean_U=mean_U, timing=timing, rebalances=0 if rebalance is None else rebalance.count,
                    correction=None if extra is None else extra.D,
-                   alignments=0 if align is None else align.count)
+                   alignments=0 if align is None else align.count,
+                   u_step_scale=None if shared_step is None else (shared_step.smallest, shared_step.last))

@@ -145,6 +145,18 @@ def case_torus_cannot_be_formed(tmp_path):
     return 3, ["--topology", "torus"], "2-D torus cannot be formed from J=3 ranks"
 
 
+def case_u_step_scale_below_one(tmp_path):
+    return 2, ["--u-step-scale", 0.5], "u-step-scale.*at least 1|u-step-scale.*>= 1|u-step-scale.*must be"
+
+
+def case_u_step_scale_with_extra(tmp_path):
+    return 2, ["--u-step-scale", 2, "--method", "extra"], "--u-step-scale 2 is for plain DGD\\+LOCAL steps"
+
+
+def case_u_step_scale_without_local_factor(tmp_path):
+    return 2, ["--u-step-scale", 2, "--problem", "least-squares"], "needs a local factor V_j"
+
+
 def case_extra_with_scaled_preconditioner(tmp_path):
     return 2, ["--method", "extra", "--preconditioner", "scaled"], "--method extra .* does not combine with"
 

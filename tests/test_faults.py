@@ -61,9 +61,9 @@ def _start(J, *args, env=None):
 def test_resumed_run_equals_the_uninterrupted_run_bit_for_bit(tmp_path, how, at, checkpoint_every):
     J, iterations = 3, 300
     # the gauges are applied at every 20th iterate (threshold 1, gain 1), so checkpoints at 80 and 120 fall right
-    # after a rebalancing and an alignment
+    # after a rebalancing and an alignment; --u-step-scale auto is a function of the iterate, so it resumes too
     arguments = [*SMALL, "--iterations", iterations, "--checkpoint-every", checkpoint_every,
-                 "--rebalance-every", 20, "--rebalance-threshold", 1, "--align-gain", 1]
+                 "--rebalance-every", 20, "--rebalance-threshold", 1, "--align-gain", 1, "--u-step-scale", "auto"]
     code, _, stderr = mpirun(J, *arguments, "--output", tmp_path / "whole.h5", timeout=60)
     assert code == 0, stderr
     part = tmp_path / "part.h5"

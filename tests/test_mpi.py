@@ -93,6 +93,9 @@ CASES = {
     "extra-factorization-aligned": dict(method="extra", noise=0.3, rebalance_every=5, align_gain=1.0),
     # gain 1: every copy that any rotation brings closer to rank 0's is rotated, so the alignment path is exercised
     "factorization-aligned": dict(topology="ring", rebalance_every=5, align_gain=1.0),
+    # --u-step-scale: auto (a max over ranks every iteration), and a fixed scale on completion
+    "factorization-u-step-auto": dict(topology="complete", u_step_scale="auto"),
+    "completion-u-step-2": dict(problem="completion", sampling_rate=0.4, u_step_scale=2.0),
 }
 
 
@@ -112,6 +115,9 @@ def test_mpi_run_equals_serial_simulation(case):
     assert mpi_outcome.iterations == simulated_outcome.iterations == config.iterations
     assert mpi_outcome.rebalances == simulated_outcome.rebalances
     assert mpi_outcome.alignments == simulated_outcome.alignments
+    assert mpi_outcome.u_step_scale == simulated_outcome.u_step_scale
+    if "u-step" in case and J > 1:
+        assert simulated_outcome.u_step_scale[0] > 1.0
     if "aligned" in case and J > 1:
         assert simulated_outcome.alignments >= 1
     if "rebalanced" in case:
