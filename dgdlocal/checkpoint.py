@@ -25,6 +25,10 @@ CONTINUATION_FIELDS = frozenset({"iterations", "tolerance", "log_every", "output
                                  "checkpoint_every", "resume", "data", "simulate"})
 
 
+#: Settings that checkpoints of older versions do not store, with the value those versions used.
+OLDER_DEFAULTS = {"u_step_scale": 1.0}
+
+
 def block_digest(Y: np.ndarray) -> str:
     """SHA-256 of one rank's columns Y_j (shape, dtype and bytes)."""
     Y = np.ascontiguousarray(Y)
@@ -75,7 +79,7 @@ def resumed_settings(stored_attrs: dict, current: dict, given: set, path: str, J
                          "Omit these options (a resumed run reads them from the file) or start a new run; "
                          "only --iterations, --tolerance, --log-every, --checkpoint-every, --output, --force, "
                          "--quiet and --data (same content) may change.", collective=True)
-    settings = {name: stored.get(name, value) for name, value in current.items()}
+    settings = {name: stored.get(name, OLDER_DEFAULTS.get(name, value)) for name, value in current.items()}
     settings.update({name: current[name] for name in given if name in CONTINUATION_FIELDS})
     settings.update(simulate=current["simulate"], force=current["force"], resume=path,
                     output=current["output"] if "output" in given else path)

@@ -60,7 +60,7 @@ class RunConfig:
     rebalance_every: int = solver.REBALANCE_EVERY
     rebalance_threshold: str | float = "auto"
     align_gain: float = solver.ALIGN_GAIN
-    u_step_scale: str | float = 1.0
+    u_step_scale: str | float = "auto"
     topology: str = "ring"
     weights: str | None = None
     weight_rule: str = "metropolis"

@@ -8,9 +8,10 @@
 One JSON object per line, appended as each run finishes (the sweeps take minutes; a partial file is
 still usable). Iteration counts are deterministic; caps are part of each row (`cap`). The problem of
 the gap sweep is scripts/bench.py's: n = 20, m_j = 4, r = 2, κ = 2, metropolis weights, --step auto,
-the default rebalancing (recorded in each row). `--rows J:topology:cap,…` replaces the default list
-of gap runs; `--resume` skips a gap run already in --out that converged or had at least that cap;
-`--rebalance-every 0` repeats them as plain DGD+LOCAL (the gap rows before the default rebalancing).
+the default rebalancing and U step (recorded in each row). `--rows J:topology:cap,…` replaces the default
+list of gap runs; `--resume` skips a gap run already in --out that converged or had at least that cap;
+`--rebalance-every 0` repeats them without the rebalancing (the gap rows before the default rebalancing),
+`--u-step-scale 1` with the papers' step on U (the rows before the default `--u-step-scale auto`).
 Summarize a file with `python scripts/bench_network.py table FILE`.
 """
 
@@ -50,31 +51,36 @@ def parse_rows(text):
     return rows
 
 
-def done_before(out, J, topology, cap, rebalance_every):
-    """A gap row of (J, topology, rebalancing) in `out` that converged or ran at least `cap` iterations."""
+def done_before(out, J, topology, cap, defaults):
+    """A gap row of (J, topology, rebalancing, U step) in `out` that converged or ran at least `cap` iterations."""
     if not os.path.exists(out):
         return False
     rows = [json.loads(line) for line in open(out) if line.strip()]
     return any(x.get("sweep") == "gap" and x["J"] == J and x["topology"] == topology
-               and x.get("rebalance_every") == rebalance_every and (x["iterations"] or x["cap"] >= cap) for x in rows)
+               and x.get("rebalance_every") == defaults.rebalance_every
+               and x.get("u_step_scale", 1.0) == defaults.u_step_scale
+               and (x["iterations"] or x["cap"] >= cap) for x in rows)
 
 
-def gap(out, quick=False, runs=None, resume=False, rebalance_every=None):
+def gap(out, quick=False, runs=None, resume=False, rebalance_every=None, u_step_scale=None):
     runs = runs or ([(4, "ring", 2000), (9, "torus", 2000)] if quick else GAP_RUNS)
     original = bench.runner.RunConfig
-    if rebalance_every is not None:  # bench.simulate builds its RunConfig with the defaults: change this one
-        bench.runner.RunConfig = functools.partial(original, rebalance_every=rebalance_every)
+    overrides = {name: value for name, value in (("rebalance_every", rebalance_every), ("u_step_scale", u_step_scale))
+                 if value is not None}
+    if overrides:  # bench.simulate builds its RunConfig with the defaults: change this one
+        bench.runner.RunConfig = functools.partial(original, **overrides)
     defaults = bench.runner.RunConfig()
     try:
         for J, topology, cap in runs:
-            if resume and done_before(out, J, topology, cap, defaults.rebalance_every):
+            if resume and done_before(out, J, topology, cap, defaults):
                 print(f"gap J={J} {topology}: in {out} already, skipped", flush=True)
                 continue
             start, cpu = time.time(), time.process_time()
             result = bench.simulate(J, n=20, m=4 * J, r=2, topology=topology, cap=cap)
             emit(out, dict(sweep="gap", J=J, topology=topology, cap=cap, seconds=round(time.time() - start, 1),
                            cpu_seconds=round(time.process_time() - cpu, 1), rebalance_every=defaults.rebalance_every,
-                           rebalance_threshold=defaults.rebalance_threshold, **result))
+                           rebalance_threshold=defaults.rebalance_threshold, u_step_scale=defaults.u_step_scale,
+                           **result))
     finally:
         bench.runner.RunConfig = original
 
@@ -126,14 +132,15 @@ def weights(out):
 def table(path):
     rows = [json.loads(line) for line in open(path)]
     if any(x["sweep"] == "gap" for x in rows):
-        print("| J | topology | spectral gap | 1/gap | step·L | --rebalance-every | iterations to 1e-10 | final rel. error "
-              "| seconds |\n|---|---|---|---|---|---|---|---|---|")
+        print("| J | topology | spectral gap | 1/gap | step·L | --rebalance-every | --u-step-scale | iterations to 1e-10 "
+              "| final rel. error | seconds |\n|---|---|---|---|---|---|---|---|---|---|")
     for x in rows:
         its = (x["iterations"] if x["iterations"] else "diverged" if x.get("status") == "diverged"
                else f"not within cap {x['cap']}")
         if x["sweep"] == "gap":
             print(f"| {x['J']} | {x['topology']} | {x['spectral_gap']:.3g} | {1 / x['spectral_gap']:.3g} | "
-                  f"{x['step_times_L']:.3f} | {x.get('rebalance_every', 'n/a')} | {its} | {x['final_error']:.1e} | "
+                  f"{x['step_times_L']:.3f} | {x.get('rebalance_every', 'n/a')} | {x.get('u_step_scale', 1.0)} | {its} | "
+                  f"{x['final_error']:.1e} | "
                   f"{x['seconds']:.0f} |")
         else:
             print(f"| {x['shape']} | {x['topology']} | {x['rule']} | {x['step_rule']} | {x['step_times_L']:.3f} | "
@@ -149,13 +156,16 @@ def main():
     parser.add_argument("--rows", type=parse_rows, help="gap runs J:topology:cap,… instead of the default list")
     parser.add_argument("--rebalance-every", type=int, help="gap runs with this --rebalance-every instead of the "
                         "default (0: plain DGD+LOCAL, as before the default rebalancing)")
+    parser.add_argument("--u-step-scale", type=lambda text: text if text == "auto" else float(text),
+                        help="gap runs with this --u-step-scale instead of the default (1: the papers' U step)")
     parser.add_argument("--resume", action="store_true", help="skip gap runs already in --out (converged or with "
                         "at least that cap)")
     arguments = parser.parse_args()
     if arguments.sweep == "table":
         table(arguments.path)
     elif arguments.sweep == "gap":
-        gap(arguments.out, arguments.quick, arguments.rows, arguments.resume, arguments.rebalance_every)
+        gap(arguments.out, arguments.quick, arguments.rows, arguments.resume, arguments.rebalance_every,
+            arguments.u_step_scale)
     else:
         weights(arguments.out)
 

@@ -23,6 +23,7 @@ def iterations_to_tolerance(J, topology, kappa, preconditioner, *, n, m, r, seed
     """Iterations until relative error and relative consensus are ≤ tolerance (checked every 10 iterations)."""
     config = runner.RunConfig(n=n, m=m, rank=r, condition_number=kappa, topology=topology, seed=seed,
                               preconditioner=preconditioner, iterations=cap, tolerance=tolerance, log_every=10,
+                              u_step_scale=1.0,   # "plain": the papers' step on U (auto is 1 with scaled anyway)
                               quiet=True, simulate=J, force=True,
                               output=os.path.join(tempfile.gettempdir(), "dgdlocal-bench-precond-unused.h5"))
     context = runner.simulated_context(J)
