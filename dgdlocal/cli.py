@@ -188,7 +188,8 @@ def _add_run(parser):
                            help="step S·µ on the shared factor U (V_j keeps µ): U_j ← Σ_i W̃_ji U_i − S µ ∇_U f_j. "
                                 "1 = the papers' DGD+LOCAL. Ū moves by (Sµ/J) Σ_j ∇_U f_j, so at S = 1 it takes a J "
                                 "times smaller step than centralized gradient descent; auto: S = max(1, min(2·gap·J, "
-                                "0.25 / (µ max_j ‖∇²_U f_j‖))) at every iteration (one nonblocking max over ranks), "
+                                "0.25 / (µ max_j ‖∇²_U f_j‖))) at every iteration (one nonblocking max over ranks, used one "
+                                "iteration later), "
                                 "smaller on slow networks and when one rank holds most of the data's energy; "
                                 "factorization and completion, plain steps only (default %(default)s)")
     algorithm.add_argument("--iterations", type=_number(int, "iterations", minimum=0), default=DEFAULTS.iterations,

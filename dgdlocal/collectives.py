@@ -119,10 +119,14 @@ class PendingMax:
         self.local = np.array([value], dtype=np.float64)
         self.total = np.empty(1, dtype=np.float64)
         self.request = comm.Iallreduce(self.local, self.total, op=MPI.MAX)
+        self.value = None
 
     def wait(self) -> float:
-        self.request.Wait()
-        return float(self.total[0])
+        """The max (waits the first time; later calls return it again)."""
+        if self.value is None:
+            self.request.Wait()
+            self.value = float(self.total[0])
+        return self.value
 
 
 class StopVote:

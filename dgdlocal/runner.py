@@ -225,6 +225,7 @@ class Prepared:
     start_iteration: int = 0              # > 0 when resumed from a checkpoint
     history: dict | None = None           # diagnostics before start_iteration (coordinator only)
     correction: list | None = None        # --method extra resumed: EXTRA's D_j at the checkpoint
+    u_step_curvature: float | None = None  # --u-step-scale auto resumed: SharedStep.state at the checkpoint
     elapsed_before: float = 0.0           # seconds spent before the checkpoint
 
     def step_attributes(self, config: RunConfig) -> dict:
@@ -309,6 +310,8 @@ def _resumed_point(config, context, local_problems, offsets, fingerprint):
                    history=state["history"] if context.is_root else None)
     if config.method == "extra" and starts[0][2] is not None:   # none stored: EXTRA starts at its k = 0 form
         resumed["correction"] = [s[2] for s in starts]
+    if "u_step_curvature" in attrs:
+        resumed["u_step_curvature"] = float(attrs["u_step_curvature"])
     return U, V, float(attrs["step_size"]), float(attrs["init_scale_used"]), resumed
 
 
@@ -368,7 +371,8 @@ def shared_step(prepared: Prepared, config: RunConfig, J: int) -> "solver.Shared
     if scale == "auto" and (config.method == "extra" or config.preconditioner == "scaled"
                             or not hasattr(prepared.problems[0], "u_curvature")):
         return None
-    return solver.SharedStep(scale, J, prepared.network.summary["spectral_gap"], prepared.step_size)
+    return solver.SharedStep(scale, J, prepared.network.summary["spectral_gap"], prepared.step_size,
+                             start_iteration=prepared.start_iteration, curvature=prepared.u_step_curvature)
 
 
 def solve(prepared: Prepared, config: RunConfig, context: Context, on_record=None, interrupt=None,
@@ -446,8 +450,9 @@ def _execute(config: RunConfig, context: Context, command: str, stop: StopReques
             fault(iteration)
         return vote(stop.is_set())
 
-    def checkpoint(iteration, U, V, history, correction):
-        writer.write(solver.STATUS_RUNNING, iteration, U, V, history, correction=correction)
+    def checkpoint(iteration, U, V, history, correction, u_step_state):
+        writer.write(solver.STATUS_RUNNING, iteration, U, V, history, correction=correction,
+                     u_step_state=u_step_state)
 
     progress = _progress_printer(context, config)
     try:
@@ -464,7 +469,7 @@ def _execute(config: RunConfig, context: Context, command: str, stop: StopReques
     interrupted = outcome.status == solver.STATUS_INTERRUPTED
     writer.write(outcome.status, outcome.iterations, outcome.U, outcome.V, outcome.diagnostics,
                  mean_U=outcome.mean_U, timing=timing, with_checkpoint=interrupted or config.checkpoint_every > 0,
-                 correction=outcome.correction)
+                 correction=outcome.correction, u_step_state=outcome.u_step_state)
     if context.is_root:
         _print_summary(config, outcome, timing, stop.received, J)
     if interrupted:
@@ -485,7 +490,7 @@ class _ResultWriter:
         self.has_local = prepared.problems[0].has_local
 
     def write(self, status, iteration, U, V, history, *, mean_U=None, timing=None, with_checkpoint=True,
-              correction=None):
+              correction=None, u_step_state=None):
         prepared, config, context = self.prepared, self.config, self.context
         J, n, r = context.J, prepared.n, prepared.r
         V_full = context.reducer.gather_rows(V) if self.has_local else np.zeros((0, r))
@@ -510,6 +515,8 @@ class _ResultWriter:
                                                            step_size=prepared.step_size,
                                                            init_scale=prepared.init_scale,
                                                            fingerprint=prepared.fingerprint)}
+            if u_step_state is not None:
+                state["attrs"]["u_step_curvature"] = float(u_step_state)
         network = prepared.network
         topology_attrs = {"source": network.source, "lazy_applied": network.lazy_applied, **network.summary}
         write_result(config.output, status=status, command=self.command, mpi_size=J, config=resolved,

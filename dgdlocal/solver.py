@@ -164,6 +164,7 @@ class Outcome:
     correction: list | None = None                    # --method extra: EXTRA's D_j^{k-1} for the local blocks
     alignments: int = 0                               # copies rotated by Align in this run (all ranks)
     u_step_scale: tuple | None = None                 # --u-step-scale: (smallest, last) s used in this run
+    u_step_state: float | None = None                 # --u-step-scale auto: SharedStep.state at the last iterate
 
 
 def _norm2(array) -> float:
@@ -362,35 +363,63 @@ class SharedStep:
     networks (ring, star, path at J = 16) made s = J 2–30× slower, and an uneven split of the data's energy makes
     one rank's curvature in U close to the whole problem's.
 
-    auto: s = max(1, min(SHARED_STEP_GAP_FACTOR · gap · J, SHARED_STEP_MARGIN / (µ · max_j c_j))), with gap the
-    spectral gap 1 − λ₂(W̃) and c_j = problem.u_curvature(V_j) at the current iterate (one nonblocking max over
-    ranks per iteration, posted with the neighbour exchange). On evenly split data at a balanced point
-    c_j ≈ 2σ₁/J, so the curvature term is ≈ J; with one rank holding the energy it is ≈ 1. It is a function of
-    the iterate only, so a resumed run takes the same steps. A number s ≥ 1 is used as given.
+    auto: s_k = max(1, min(SHARED_STEP_GAP_FACTOR · gap · J, SHARED_STEP_MARGIN / (µ · c))), gap = 1 − λ₂(W̃),
+    c = max_j problem.u_curvature(V_j) at iterate k − 1 (at iterate k for the first iteration of a fresh run).
+    The max over ranks is a nonblocking all-reduce posted with iteration k − 1's exchange and completed after
+    iteration k's local pass, one iteration late like the stop vote, so no rank waits on it for the slowest one
+    (completed within its own iteration it cost 60 µs per iteration on the 2-rank default job, measured). On
+    evenly split data at a balanced point c ≈ 2σ₁/J and the curvature term is ≈ J; with one rank holding the
+    energy, ≈ 1. A checkpoint at iterate k keeps c(k − 1) (`state`), so a resumed run takes the same steps. A
+    number s ≥ 1 is used as given.
     """
 
-    def __init__(self, scale, J: int, spectral_gap: float, step_size: float):
+    def __init__(self, scale, J: int, spectral_gap: float, step_size: float, *, start_iteration: int = 0,
+                 curvature=None):
         self.fixed = None if scale == "auto" else float(scale)
         self.ceiling = min(float(J), SHARED_STEP_GAP_FACTOR * spectral_gap * J)
         self.step_size = step_size
-        self.smallest, self.last, self.pending = math.inf, math.nan, None
+        self.known = {} if curvature is None else {start_iteration - 1: float(curvature)}  # iterate → c
+        self.pending = []                                                                 # (iterate, request)
+        self.smallest, self.last = math.inf, math.nan
 
-    def start(self, problems, V, reducer):
-        """Post the max over ranks of the local curvature bounds (auto only)."""
-        if self.fixed is None:
-            self.pending = reducer.start_max(max(problem.u_curvature(V_j) for problem, V_j in zip(problems, V)))
+    def start(self, problems, V, reducer, iteration: int):
+        """Post the max over ranks of the curvature bounds at iterate `iteration` (auto only)."""
+        if self.fixed is not None:
+            return
+        request = reducer.start_max(max(problem.u_curvature(V_j) for problem, V_j in zip(problems, V)))
+        if iteration - 1 not in self.known and not any(k == iteration - 1 for k, _ in self.pending):
+            self.known[iteration - 1] = request.wait()   # first iteration of a fresh run: from its own iterate, once
+        self.pending.append((iteration, request))
 
-    def finish(self) -> float:
-        """This iteration's s."""
+    def curvature_before(self, iteration: int) -> float:
+        """c(iteration − 1), completing the requests posted up to that iterate."""
+        while self.pending and self.pending[0][0] <= iteration - 1:
+            k, request = self.pending.pop(0)
+            self.known[k] = request.wait()
+        for k in [k for k in self.known if k < iteration - 2]:
+            del self.known[k]
+        return self.known[iteration - 1]
+
+    def finish(self, iteration: int) -> float:
+        """s for this iteration."""
         if self.fixed is not None:
             scale = self.fixed
         else:
-            curvature = self.pending.wait()
-            self.pending = None
+            curvature = self.curvature_before(iteration)
             limit = SHARED_STEP_MARGIN / (self.step_size * curvature) if curvature > 0 else math.inf
             scale = max(1.0, min(self.ceiling, limit)) if math.isfinite(curvature) else 1.0
         self.smallest, self.last = min(self.smallest, scale), scale
         return scale
+
+    def state(self, iteration: int):
+        """What a checkpoint at iterate `iteration` keeps: c(iteration − 1); None for a fixed s."""
+        return None if self.fixed is not None else self.curvature_before(iteration)
+
+    def close(self):
+        """Complete every posted request (every rank posted the same ones)."""
+        while self.pending:
+            k, request = self.pending.pop(0)
+            self.known[k] = request.wait()
 
 
 class ScaledStep:
@@ -589,8 +618,8 @@ def _run(problems, own_ranks, U, V, settings: Settings, exchange, reducer, *, on
     Restart: (U, V) may be iterate `start_iteration`, with the coordinator's `history` of the
     diagnostics before it (and, with EXTRA, settings.extra holding D^{k−1}). At every later iterate k,
     before anything else, `interrupt(k)` (the same answer on every rank) may stop the run there with
-    status interrupted, and `checkpoint(k, U, V, history, correction)` is called when k is a multiple of
-    `checkpoint_every` (correction: EXTRA's D_j list, else None).
+    status interrupted, and `checkpoint(k, U, V, history, correction, u_step_state)` is called when k is a
+    multiple of `checkpoint_every` (correction: EXTRA's D_j list, else None; u_step_state: SharedStep.state).
     """
     step = settings.step_size
     balance = Balance(settings.balance_weight, settings.J) if settings.balance_weight > 0 else None
@@ -610,11 +639,12 @@ def _run(problems, own_ranks, U, V, settings: Settings, exchange, reducer, *, on
                 break
             if checkpoint_every and iteration % checkpoint_every == 0:
                 checkpoint(iteration, U, V, recorder.history if recorder is not None else None,
-                           None if extra is None else extra.D)
+                           None if extra is None else extra.D,
+                           None if shared_step is None else shared_step.state(iteration))
         t0 = clock()
         exchange.start(U)
         if shared_step is not None:
-            shared_step.start(problems, V, reducer)
+            shared_step.start(problems, V, reducer, iteration)
         diagnostic = iteration % settings.log_every == 0 or iteration >= settings.iterations
         computed = [problem.value_and_gradients(U[j], V[j], value=diagnostic) for j, problem in enumerate(problems)]
         values = [c[0] for c in computed]
@@ -632,7 +662,7 @@ def _run(problems, own_ranks, U, V, settings: Settings, exchange, reducer, *, on
             steps_U, steps_V = scaled.steps(U, V, grads_U, grads_V, totals[1])
         t1 = clock()
         neighbourhoods = exchange.finish()
-        u_step = step if shared_step is None else step * shared_step.finish()
+        u_step = step if shared_step is None else step * shared_step.finish(iteration)
         t2 = clock()
         # EXTRA steps from the pulls; it needs Σ_i W̃_ji U_i only for the diagnostics
         mixed = [mix(entries) for entries in neighbourhoods] if extra is None or diagnostic else None
@@ -674,9 +704,14 @@ def _run(problems, own_ranks, U, V, settings: Settings, exchange, reducer, *, on
             t3 = clock()
             U, V = rebalance(U, V, reducer, extra)
             timing["compute"] += clock() - t3
+    shared_state = None
+    if shared_step is not None:
+        shared_step.close()
+        shared_state = shared_step.state(iteration)
     return Outcome(status=status, iterations=iteration, U=U, V=V,
                    diagnostics=recorder.history if recorder is not None else {},
                    mean_U=mean_U, timing=timing, rebalances=0 if rebalance is None else rebalance.count,
                    correction=None if extra is None else extra.D,
                    alignments=0 if align is None else align.count,
-                   u_step_scale=None if shared_step is None else (shared_step.smallest, shared_step.last))
+                   u_step_scale=None if shared_step is None else (shared_step.smallest, shared_step.last),
+                   u_step_state=shared_state)

@@ -24,10 +24,10 @@ def _concentrated_data(path, J, n=60, m_j=40, r=4, factor=10.0, seed=1):
     return str(path)
 
 
-def test_auto_scale_follows_the_rule_from_gap_and_curvature():
-    """s = max(1, min(2·gap·J, 0.25 / (µ max_j 2λ_max(V_jᵀV_j)))), at most J."""
+def test_auto_scale_follows_the_rule_from_gap_and_curvature_one_iterate_late():
+    """s_k = max(1, min(2·gap·J, 0.25 / (µ c_{k−1}))), at most J, c the max over ranks of 2λ_max(V_jᵀV_j) at
+    iterate k − 1 (at iterate k for the first iteration of a fresh run); a resumed one starts from the stored c."""
     J, gap, step = 8, 0.3, 0.01
-    shared = solver.SharedStep("auto", J, gap, step)
     reducer = runner.simulated_context(J).reducer
 
     class Curvature:
@@ -37,12 +37,20 @@ def test_auto_scale_follows_the_rule_from_gap_and_curvature():
         def u_curvature(self, V):
             return self.value
 
-    for curvatures, expected in (([1.0, 2.0], min(2 * gap * J, 0.25 / (step * 2.0))),   # gap-limited: 4.8
-                                 ([40.0, 10.0], 0.25 / (step * 40.0)),                  # curvature-limited: 0.625
-                                 ([0.0, 0.0], min(2 * gap * J, J))):                   # V = 0: the ceiling
-        shared.start([Curvature(c) for c in curvatures], [None] * len(curvatures), reducer)
-        assert shared.finish() == pytest.approx(max(1.0, expected), rel=1e-15)
-    assert solver.SharedStep(3.5, J, gap, step).finish() == 3.5
+    def rule(c):
+        return max(1.0, min(2 * gap * J, 0.25 / (step * c) if c > 0 else np.inf, J))
+
+    curvatures = [[1.0, 2.0], [40.0, 10.0], [0.0, 0.0], [3.0, 1.0]]   # gap-limited, curvature-limited, V = 0, …
+    shared = solver.SharedStep("auto", J, gap, step, start_iteration=5)
+    for k, values in enumerate(curvatures, start=5):
+        shared.start([Curvature(c) for c in values], [None] * len(values), reducer, k)
+        previous = max(curvatures[max(k - 6, 0)])
+        assert shared.finish(k) == pytest.approx(rule(previous), rel=1e-15)
+    assert shared.state(9) == 3.0
+    resumed = solver.SharedStep("auto", J, gap, step, start_iteration=9, curvature=40.0)
+    resumed.start([Curvature(1.0)], [None], reducer, 9)
+    assert resumed.finish(9) == pytest.approx(rule(40.0), rel=1e-15)
+    assert solver.SharedStep(3.5, J, gap, step).finish(0) == 3.5
 
 
 def test_auto_scale_reaches_exact_consensus_in_fewer_iterations_on_a_well_connected_network():
