@@ -144,7 +144,11 @@ def _add_run(parser):
     network.add_argument("--weights", metavar="PATH",
                          help="J×J mixing matrix W̃ (.npy, .txt/.csv or HDF5); replaces --topology")
     network.add_argument("--weight-rule", choices=topology.WEIGHT_RULES, default=DEFAULTS.weight_rule,
-                         help="mixing weights from the graph (default %(default)s); (W+I)/2 is applied when ω ≥ 1/2")
+                         help="mixing weights from the graph (default %(default)s), then --weight-transform")
+    network.add_argument("--weight-transform", choices=topology.WEIGHT_TRANSFORMS, default=DEFAULTS.weight_transform,
+                         help="what the rule's weights W get before use: shift (default): (1−t)W + tI with the "
+                              "smallest t that makes λ_min(W̃) ≥ 0 (none if it already is); lazy: the papers' "
+                              "(W+I)/2 when ω ≥ 1/2 (Thm 2.5 needs ω < 1/2)")
     network.add_argument("--edge-probability", type=_number(float, "edge-probability", minimum=0.0, strict=True),
                          default=DEFAULTS.edge_probability, help="edge probability of erdos-renyi (default %(default)s)")
     network.add_argument("--lazy", action=argparse.BooleanOptionalAction, default=False,

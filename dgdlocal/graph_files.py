@@ -106,8 +106,10 @@ def read_adjacency(path: str) -> tuple[np.ndarray, list]:
     return A, labels
 
 
-def network_from_file(path: str, J: int, *, rule: str = "metropolis") -> tuple[topology.Network, list[str]]:
-    """The Network for the graph in `path` on J ranks (weights by `rule`, lazy iff ω ≥ 1/2) and any warnings."""
+def network_from_file(path: str, J: int, *, rule: str = "metropolis",
+                      transform: str = "shift") -> tuple[topology.Network, list[str]]:
+    """The Network for the graph in `path` on J ranks (weights by `rule`, then the --weight-transform) and any
+    warnings."""
     A, labels = read_adjacency(path)
     if len(labels) != J:
         raise InputError(f"The topology file '{path}' has {len(labels)} nodes but the job has J={J} ranks; "
@@ -121,13 +123,7 @@ def network_from_file(path: str, J: int, *, rule: str = "metropolis") -> tuple[t
             shown = ", ".join(f"{j}={label}" for j, label in enumerate(labels[:8])) + (", ..." if J > 8 else "")
             mapping = f" (ranks are the nodes in sorted order: {shown})"
         raise InputError(f"The topology file '{path}': {exc}{mapping}") from None
-    lazy_applied = topology.omega(W) >= 0.5
-    if lazy_applied:
-        W = topology.lazy(W)
-    W = np.ascontiguousarray(W)
-    W.setflags(write=False)
-    network = topology.Network(weights=W, lazy_applied=lazy_applied, source=f"file {os.path.basename(path)}",
-                               summary=topology.spectral_summary(W))
+    network = topology.rule_network(W, f"file {os.path.basename(path)}", transform)
     warnings = []
     if relabelled:
         warnings.append(f"The nodes of '{path}' are not 0..{J - 1}; rank j is the j-th node in sorted order "

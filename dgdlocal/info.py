@@ -14,6 +14,14 @@ SHOWN_DIAGNOSTICS = ("objective", "relative_error", "optimality_error", "consens
                      "gradient_norm", "stationarity", "balance")
 
 
+def _shift_text(network: dict) -> str:
+    """', lazy (W+I)/2 applied', ', self-weight shift 0.75·W + 0.25·I' or '' (older files: no shift attr)."""
+    if network.get("lazy_applied"):
+        return ", lazy (W+I)/2 applied"
+    t = network.get("self_weight_shift") or 0.0
+    return f", self-weight shift {1 - t:.3g}·W + {t:.3g}·I" if t > 0 else ""
+
+
 def add_arguments(parser) -> None:
     parser.add_argument("result", metavar="RESULT.h5", help="result file written by `dgdlocal run`")
     form = parser.add_mutually_exclusive_group()
@@ -57,7 +65,7 @@ def describe(content: dict, path: str) -> dict:
     step = {"step_size": config.get("step_size"), "rule": config.get("step_rule"),
             "bound_thm25": config.get("step_bound_thm25"), "lipschitz_estimate": config.get("lipschitz_estimate"),
             "method": config.get("method", "dgd-local")}
-    if step["step_size"] is not None and step["bound_thm25"] is not None:
+    if step["step_size"] is not None and step["bound_thm25"] is not None and step["bound_thm25"] > 0:
         step["within_bound"] = step["step_size"] < step["bound_thm25"]
     data = config.get("data")
     problem = {"problem": config.get("problem"), "data": data if data is not None else "synthetic",
@@ -108,7 +116,7 @@ def format_text(summary: dict) -> str:
              f"columns per rank m_j = {_range(ranks['columns_per_rank'])}"]
     if network:
         lines += [f"topology      {network.get('source')}, weights {network.get('weight_rule')}"
-                  f"{', lazy (W+I)/2 applied' if network.get('lazy_applied') else ''}; "
+                  f"{_shift_text(network)}; "
                   f"{network.get('edges')} edges, degree {_range([network.get('degree_min'), network.get('degree_max')])}",
                   f"  ω = {_number(network.get('omega'), '.4g')}   λ_min = {_number(network.get('lambda_min'), '.4g')}   "
                   f"λ_2 = {_number(network.get('lambda_2'), '.4g')}   spectral gap = {_number(network.get('spectral_gap'), '.4g')}"]
@@ -116,9 +124,10 @@ def format_text(summary: dict) -> str:
         verdict = ""
         if "within_bound" in step:
             verdict = "  (below the bound)" if step["within_bound"] else "  (above this sufficient bound)"
+        bound = step["bound_thm25"]
+        bound = "none (ω ≥ 1/2)" if bound is not None and bound <= 0 else _number(bound, ".4g")
         lines.append(f"step          µ = {step['step_size']:.4g} ({step['rule']}); Thm 2.5 bound (1−2ω)/L = "
-                     f"{_number(step['bound_thm25'], '.4g')} with L ≈ {_number(step['lipschitz_estimate'], '.4g')}"
-                     + verdict)
+                     f"{bound} with L ≈ {_number(step['lipschitz_estimate'], '.4g')}" + verdict)
     if step.get("method") == "extra":
         lines.append("  method      extra: EXTRA's correction on the U step (fixed points: the centralized critical points)")
     elapsed = iterations["elapsed_s"]

@@ -64,6 +64,7 @@ class RunConfig:
     topology: str = "ring"
     weights: str | None = None
     weight_rule: str = "metropolis"
+    weight_transform: str = "shift"
     edge_probability: float = 0.5
     lazy: bool = False
     init: str = "random"
@@ -127,13 +128,25 @@ def build_network(config: RunConfig, J: int):
     if config.topology_file is not None:
         from .graph_files import network_from_file
 
-        return network_from_file(config.topology_file, J, rule=config.weight_rule)
+        return network_from_file(config.topology_file, J, rule=config.weight_rule, transform=config.weight_transform)
     if config.weights is not None:
         W = data_module.load_small_matrix(config.weights, "weights")
         return topology.network_from_weights(W, J, lazy_transform=config.lazy)
     network = topology.make_network(config.topology, J, rule=config.weight_rule, seed=config.seed,
-                                    edge_probability=config.edge_probability)
+                                    edge_probability=config.edge_probability, transform=config.weight_transform)
     return network, []
+
+
+def _bound_text(step_bound: float) -> str:
+    return f"{step_bound:.3g}" if step_bound > 0 else "none (ω ≥ 1/2)"
+
+
+def describe_shift(network) -> str:
+    """' (lazy (W+I)/2 applied)', ' (self-weight shift 0.75·W + 0.25·I)' or '' for the summary line."""
+    t = network.self_weight_shift
+    if network.lazy_applied:
+        return " (lazy (W+I)/2 applied)"
+    return f" (self-weight shift {1 - t:.3g}·W + {t:.3g}·I)" if t > 0 else ""
 
 
 def problem_shape(config: RunConfig) -> tuple[int, int]:
@@ -278,7 +291,7 @@ def prepare(config: RunConfig, context: Context) -> Prepared:
     lipschitz = local_problems[0].lipschitz(sigma1) + 4.0 * config.balance * sigma1
     if config.preconditioner == "scaled":
         lipschitz /= sigma1   # the curvature seen through the Gram preconditioner: scale-free (4 for factorization)
-    step_bound = (1.0 - 2.0 * summary["omega"]) / lipschitz
+    step_bound = max(0.0, 1.0 - 2.0 * summary["omega"]) / lipschitz   # 0: ω ≥ 1/2, no step is covered
     step_size = solver.auto_step(lipschitz, summary["lambda_min"]) if config.step == "auto" else float(config.step)
     digests = context.reducer.gather_values([checkpoint_module.problem_digest(p) for p in local_problems])
     fingerprint = checkpoint_module.data_fingerprint(digests) if context.is_root else None
@@ -431,10 +444,10 @@ def _execute(config: RunConfig, context: Context, command: str, stop: StopReques
         f"{' with EXTRA' if config.method == 'extra' else ''} {config.problem}, "
         f"{n}×{m}, rank {r}, on J={J} "
         f"{'simulated ' if config.simulate else ''}ranks; {network.source} network"
-        f"{' (lazy (W+I)/2 applied)' if network.lazy_applied else ''}: ω={summary['omega']:.3g}, "
+        f"{describe_shift(network)}: ω={summary['omega']:.3g}, "
         f"λ_min={summary['lambda_min']:.3g}, spectral gap={summary['spectral_gap']:.3g}\n"
         f"dgdlocal: step {prepared.step_size:.3g} ({'auto' if config.step == 'auto' else 'given'}; "
-        f"Thm 2.5 bound (1-2ω)/L = {prepared.step_bound:.3g} with L ≈ {prepared.lipschitz:.3g}), "
+        f"Thm 2.5 bound (1-2ω)/L = {_bound_text(prepared.step_bound)} with L ≈ {prepared.lipschitz:.3g}), "
         f"up to {config.iterations} iterations, tolerance {config.tolerance:g}")
     if not config.simulate:
         places = context.reducer.gather_values([(f"{socket.gethostname()}:{os.getpid()}", supervisor_pid())])
@@ -518,7 +531,8 @@ class _ResultWriter:
             if u_step_state is not None:
                 state["attrs"]["u_step_curvature"] = float(u_step_state)
         network = prepared.network
-        topology_attrs = {"source": network.source, "lazy_applied": network.lazy_applied, **network.summary}
+        topology_attrs = {"source": network.source, "lazy_applied": network.lazy_applied,
+                          "self_weight_shift": network.self_weight_shift, **network.summary}
         write_result(config.output, status=status, command=self.command, mpi_size=J, config=resolved,
                      weights=network.weights, topology=topology_attrs, offsets=prepared.offsets,
                      diagnostics=history, U=mean_U if mean_U is not None else U_all.mean(axis=0), V=V_full,

@@ -6,6 +6,9 @@ A mixing matrix W̃ (J×J) is symmetric, non-negative, has rows summing to 1,
 W̃_ji > 0 exactly when i = j or i, j are neighbours, and a connected graph.
 DGD+LOCAL (Thm 2.5) also needs ω = max_j Σ_{i≠j} W̃_ji < 1/2; the lazy transform
 (W + I)/2 halves ω, so it gives ω < 1/2 whenever every self-weight W_jj > 0.
+Built-in weights get a self-weight shift (1 − t) W + t I (`self_weight_shift`):
+the smallest t that makes W̃ positive semidefinite (default, "shift"), or the
+papers' t = 1/2 when ω ≥ 1/2 ("lazy").
 """
 
 from __future__ import annotations
@@ -19,6 +22,9 @@ from .errors import InputError
 
 TOPOLOGIES = ("ring", "path", "star", "complete", "grid", "torus", "hypercube", "erdos-renyi", "exponential")
 WEIGHT_RULES = ("metropolis", "max-degree", "laplacian")
+#: --weight-transform: what built-in weights get before use (self_weight_shift)
+WEIGHT_TRANSFORMS = ("shift", "lazy")
+PSD_TOLERANCE = 1e-12
 
 ERDOS_RENYI_ATTEMPTS = 100
 # The laplacian rule keeps its best constant only while every self-weight stays above this.
@@ -239,6 +245,32 @@ def lazy(W) -> np.ndarray:
     return (W + np.eye(W.shape[0])) / 2.0
 
 
+def self_weight_shift(W, transform: str) -> float:
+    """t of the transform (1 − t) W + t I that built-in weights get (eigenvalues λ → (1 − t) λ + t):
+
+    shift: t = max(0, −λ_min / (1 − λ_min)), the smallest t with λ_min ≥ 0 — the auto step's
+           0.5·min(1, 1 + λ_min)/L is then 0.5/L, and the spectral gap shrinks by (1 − t) only;
+    lazy:  t = 1/2, the papers' (W + I)/2, iff ω(W) ≥ 1/2 (Thm 2.5's ω < 1/2, Remark 2.5), else 0.
+    """
+    _one_of("weight transform", transform, WEIGHT_TRANSFORMS)
+    if transform == "lazy":
+        return 0.5 if omega(W) >= 0.5 else 0.0
+    lambda_min = float(np.linalg.eigvalsh(np.asarray(W, dtype=np.float64))[0])
+    # λ_min ≥ −1e-12: already semidefinite up to rounding (e.g. 11ᵀ/J), so the weights stay as they are
+    return -lambda_min / (1.0 - lambda_min) if lambda_min < -PSD_TOLERANCE else 0.0
+
+
+def shifted(W, t: float) -> np.ndarray:
+    """(1 − t) W + t I, exactly symmetric (t = 1/2 is lazy(W))."""
+    W = np.asarray(W, dtype=np.float64)
+    if t == 0.0:
+        return W.copy()
+    if t == 0.5:
+        return lazy(W)
+    out = (1.0 - t) * W + t * np.eye(W.shape[0])
+    return (out + out.T) / 2.0
+
+
 def omega(W) -> float:
     """ω = max_j Σ_{i≠j} W_ji, the largest total weight a rank gives its neighbours."""
     off = np.array(W, dtype=np.float64)
@@ -341,29 +373,38 @@ class Network:
     """The mixing matrix the solver uses, and where it came from.
 
     weights: J×J float64 (read-only); lazy_applied: whether (W + I)/2 was applied;
-    source: the topology name or "file"; summary: spectral_summary(weights).
+    source: the topology name or "file"; summary: spectral_summary(weights);
+    self_weight_shift: t of (1 − t) W + t I applied to the rule's weights (1/2 = lazy, 0 = none).
     """
 
     weights: np.ndarray
     lazy_applied: bool
     source: str
     summary: dict
+    self_weight_shift: float = 0.0
 
 
-def _network(W: np.ndarray, lazy_applied: bool, source: str) -> Network:
+def _network(W: np.ndarray, lazy_applied: bool, source: str, shift: float | None = None) -> Network:
     W = np.ascontiguousarray(W, dtype=np.float64).copy()
     W.setflags(write=False)
-    return Network(weights=W, lazy_applied=lazy_applied, source=source, summary=spectral_summary(W))
+    shift = (0.5 if lazy_applied else 0.0) if shift is None else shift
+    return Network(weights=W, lazy_applied=lazy_applied, source=source, summary=spectral_summary(W),
+                   self_weight_shift=shift)
+
+
+def rule_network(W, source: str, transform: str) -> Network:
+    """The Network of a rule's weights W after the --weight-transform (self_weight_shift)."""
+    t = self_weight_shift(W, transform)
+    return _network(shifted(W, t), t == 0.5, source, t)
 
 
 def make_network(topology: str, J: int, *, rule: str = "metropolis", seed: int = 0,
-                 edge_probability: float = 0.5) -> Network:
-    """Built-in network: adjacency of the topology, weights of the rule, then (W + I)/2 iff ω(W) >= 1/2."""
+                 edge_probability: float = 0.5, transform: str = "shift") -> Network:
+    """Built-in network: adjacency of the topology, weights of the rule, then (1 − t) W + t I (rule_network)."""
     _one_of("topology", topology, TOPOLOGIES)
     _one_of("rule", rule, WEIGHT_RULES)
     W = mixing_weights(build_adjacency(topology, J, seed=seed, edge_probability=edge_probability), rule)
-    lazy_applied = omega(W) >= 0.5
-    return _network(lazy(W) if lazy_applied else W, lazy_applied, topology)
+    return rule_network(W, topology, transform)
 
 
 def network_from_weights(W, J: int, *, lazy_transform: bool = False) -> tuple[Network, list[str]]:

@@ -40,7 +40,7 @@ def main(argv=None) -> dict:
     # Left: factorization to the floor (tolerance 1e-13: relative error and consensus far below 1e-10).
     factorization = runner.RunConfig(problem="factorization", n=size["n"], m=size["m"], rank=size["rank"],
                                      topology="ring", iterations=size["iterations"], tolerance=1e-13,
-                                     log_every=20, seed=1, rebalance_every=0, u_step_scale=1.0)
+                                     log_every=20, seed=1, rebalance_every=0, u_step_scale=1.0, weight_transform="lazy")
     left = launcher.run(factorization, J, "fig1_factorization")
     # Right: classical DGD on least squares at the auto step and a tenth of it.
     lsq = runner.RunConfig(problem="least-squares", n=size["lsq_n"], m=size["lsq_m"], topology="ring",

@@ -67,9 +67,9 @@ def test_help_lists_every_option_on_rank_zero_only():
     code, stdout, stderr = mpirun(3, "run", "--help", timeout=30)
     assert code == 0
     assert stdout.count("usage: dgdlocal run") == 1
-    for option in ("--data", "--rank", "--topology", "--weights", "--weight-rule", "--edge-probability", "--lazy",
-                   "--init-scale", "--initial", "--step", "--iterations", "--tolerance", "--log-every", "--seed",
-                   "--output", "--dtype", "--force", "--problem", "--balance", "--init", "--simulate"):
+    for option in ("--data", "--rank", "--topology", "--weights", "--weight-rule", "--weight-transform",
+                   "--edge-probability", "--lazy", "--init-scale", "--initial", "--step", "--iterations", "--tolerance",
+                   "--log-every", "--seed", "--output", "--dtype", "--force", "--problem", "--balance", "--init", "--simulate"):
         assert option in stdout, option
 
 

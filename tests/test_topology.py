@@ -198,13 +198,29 @@ def test_every_rule_on_every_topology(name, J, rule):
     W = mixing_weights(A, rule)
     assert_mixing_matrix(W, A)
     assert is_connected(W != 0)
+    # default: the smallest self-weight shift (1 − t) W + t I with λ_min ≥ 0
     network = make_network(name, J, rule=rule, seed=1)
     assert_mixing_matrix(network.weights, A)
-    assert network.summary["omega"] < 0.5
-    assert network.lazy_applied == (omega(W) >= 0.5)
-    np.testing.assert_array_equal(network.weights, lazy(W) if network.lazy_applied else W)
+    lambda_min = np.linalg.eigvalsh(W)[0]
+    t = network.self_weight_shift
+    if lambda_min < -1e-12:
+        assert t == pytest.approx(-lambda_min / (1 - lambda_min), rel=1e-12) and 0 < t <= 0.5
+        assert network.summary["lambda_min"] == pytest.approx(0.0, abs=1e-12)
+    else:
+        assert t == 0.0
+        np.testing.assert_array_equal(network.weights, W)
+    np.testing.assert_allclose(network.weights, (1 - t) * W + t * np.eye(J), rtol=0, atol=1e-15)
+    assert network.lazy_applied == (t == 0.5)
     assert network.source == name
     assert 0.0 < network.summary["spectral_gap"] <= 1.0
+    # the papers' lazy transform: (W + I)/2 iff ω ≥ 1/2, which gives ω < 1/2
+    papers = make_network(name, J, rule=rule, seed=1, transform="lazy")
+    assert_mixing_matrix(papers.weights, A)
+    assert papers.summary["omega"] < 0.5
+    assert papers.lazy_applied == (omega(W) >= 0.5) == (papers.self_weight_shift == 0.5)
+    np.testing.assert_array_equal(papers.weights, lazy(W) if papers.lazy_applied else W)
+    # the shift never narrows the spectral gap more than the lazy transform does
+    assert network.summary["spectral_gap"] >= papers.summary["spectral_gap"] - 1e-12
 
 
 def test_metropolis_and_max_degree_values_on_a_star():
@@ -257,9 +273,16 @@ def test_ring_of_four_spectrum_in_closed_form():
     assert summary["lambda_min"] == pytest.approx(-1 / 3, abs=1e-14)
     assert summary["lambda_2"] == pytest.approx(1 / 3, abs=1e-14)
     assert summary["spectral_gap"] == pytest.approx(2 / 3, abs=1e-14)
-    # ω = 2/3 >= 1/2, so make_network goes lazy: eigenvalues (1 + λ)/2 = 1, 2/3, 2/3, 1/3
+    # default shift: t = (1/3)/(4/3) = 1/4, eigenvalues (3λ + 1)/4 = 1, 1/2, 1/2, 0
     network = make_network("ring", 4)
-    assert network.lazy_applied
+    assert network.self_weight_shift == pytest.approx(0.25, abs=1e-15) and not network.lazy_applied
+    assert network.summary["omega"] == pytest.approx(1 / 2, abs=1e-15)
+    assert network.summary["lambda_min"] == pytest.approx(0.0, abs=1e-14)
+    assert network.summary["lambda_2"] == pytest.approx(1 / 2, abs=1e-14)
+    assert network.summary["spectral_gap"] == pytest.approx(1 / 2, abs=1e-14)
+    # ω = 2/3 >= 1/2, so the papers' transform goes lazy: eigenvalues (1 + λ)/2 = 1, 2/3, 2/3, 1/3
+    network = make_network("ring", 4, transform="lazy")
+    assert network.lazy_applied and network.self_weight_shift == 0.5
     assert network.summary["omega"] == pytest.approx(1 / 3, abs=1e-15)
     assert network.summary["lambda_min"] == pytest.approx(1 / 3, abs=1e-14)
     assert network.summary["lambda_2"] == pytest.approx(2 / 3, abs=1e-14)
@@ -395,7 +418,7 @@ def test_network_from_weights_warns_when_omega_is_large():
 
 
 def test_network_from_weights_small_omega_has_no_warning():
-    network, warnings = network_from_weights(make_network("ring", 6).weights, 6)
+    network, warnings = network_from_weights(make_network("ring", 6, transform="lazy").weights, 6)
     assert warnings == [] and network.summary["omega"] < 0.5
 
 

@@ -157,7 +157,11 @@ def test_info_json(result):
     assert summary["final"]["relative_error"] <= 1e-8
     assert summary["final"]["optimality_error"] <= 1e-8
     assert len(summary["timing_per_rank_s"]["compute"]) == 4
-    assert summary["step"]["step_size"] > 0 and summary["step"]["bound_thm25"] > 0
+    assert summary["step"]["step_size"] > 0
+    # Thm 2.5's (1 − 2ω)/L, or 0 where ω ≥ 1/2 (the default self-weight shift of a path can give that)
+    omega = summary["topology"]["omega"]
+    assert summary["step"]["bound_thm25"] == (pytest.approx((1 - 2 * omega) / summary["step"]["lipschitz_estimate"])
+                                              if omega < 0.5 else 0.0)
 
 
 def test_info_refuses_a_file_that_is_not_a_result(tmp_path):
@@ -228,6 +232,9 @@ def test_edge_list_gives_the_builtin_ring(tmp_path):
     network, warnings = graph_files.network_from_file(path, 5)
     np.testing.assert_allclose(network.weights, topology.make_network("ring", 5).weights)
     assert warnings == [] and network.source == "file ring.txt"
+    papers, _ = graph_files.network_from_file(path, 5, transform="lazy")
+    np.testing.assert_allclose(papers.weights, topology.make_network("ring", 5, transform="lazy").weights)
+    assert papers.lazy_applied and papers.self_weight_shift == 0.5 and network.self_weight_shift < 0.5
 
 
 def test_labels_not_0_to_J_minus_1_are_relabelled_in_sorted_order(tmp_path):
