@@ -128,6 +128,8 @@ def format_text(summary: dict) -> str:
         bound = "none (ω ≥ 1/2)" if bound is not None and bound <= 0 else _number(bound, ".4g")
         lines.append(f"step          µ = {step['step_size']:.4g} ({step['rule']}); Thm 2.5 bound (1−2ω)/L = "
                      f"{bound} with L ≈ {_number(step['lipschitz_estimate'], '.4g')}" + verdict)
+    if step.get("method") == "atc":
+        lines.append("  method      atc: adapt, then combine (the exchange carries U_j − sµ∇_U f_j, after the local pass)")
     if step.get("method") == "extra":
         lines.append("  method      extra: EXTRA's correction on the U step (fixed points: the centralized critical points)")
     elapsed = iterations["elapsed_s"]

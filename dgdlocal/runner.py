@@ -188,6 +188,9 @@ def check_settings(config: RunConfig) -> None:
     if config.init == "spectral" and config.problem == "least-squares":
         raise InputError("--init spectral is for the low-rank problems; least squares starts from --init random.",
                          collective=True)
+    if config.method == "atc" and config.preconditioner == "scaled":
+        raise InputError("--method atc (adapt, then combine) runs on plain gradient steps; it does not combine with "
+                         "--preconditioner scaled (drop one of the two).", collective=True)
     if config.method == "extra" and (config.preconditioner == "scaled" or config.balance > 0):
         raise InputError(f"--method extra runs EXTRA's correction on plain gradient steps; it does not combine with "
                          + ("--preconditioner scaled" if config.preconditioner == "scaled" else "--balance")
@@ -402,7 +405,8 @@ def solve(prepared: Prepared, config: RunConfig, context: Context, on_record=Non
                                if config.method == "extra" else None,
                                align=solver.Align(config.rebalance_every, config.align_gain)
                                if config.rebalance_every > 0 and config.align_gain > 0 else None,
-                               shared_step=shared_step(prepared, config, context.J))
+                               shared_step=shared_step(prepared, config, context.J),
+                               adapt_then_combine=config.method == "atc")
     exchange = context.make_exchange(prepared.network.weights, prepared.U[0].shape, np.dtype(config.dtype))
     try:
         return solver.run(prepared.problems, context.local_ranks, prepared.U, prepared.V, settings, exchange,
@@ -441,7 +445,8 @@ def _execute(config: RunConfig, context: Context, command: str, stop: StopReques
         say(context, config, f"dgdlocal: configuration{source}:\n{format_compact(shown)}")
     say(context, config,
         f"dgdlocal: {'DGD+LOCAL' if prepared.problems[0].has_local else 'classical DGD'}"
-        f"{' with EXTRA' if config.method == 'extra' else ''} {config.problem}, "
+        f"{' with EXTRA' if config.method == 'extra' else ''}"
+        f"{' (adapt, then combine)' if config.method == 'atc' else ''} {config.problem}, "
         f"{n}×{m}, rank {r}, on J={J} "
         f"{'simulated ' if config.simulate else ''}ranks; {network.source} network"
         f"{describe_shift(network)}: ω={summary['omega']:.3g}, "

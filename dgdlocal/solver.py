@@ -8,7 +8,9 @@ One iteration, for every rank j (both gradients at iterate k):
 and, every K iterations (--rebalance-every), two changes of gauge that keep every U_j V_jᵀ: a copy that a
 rotation R_j brings much closer to rank 0's copy is rotated, U_j ← U_j R_j, V_j ← V_j R_j (Align), and a common
 U_j ← U_j A, V_j ← V_j A⁻ᵀ when the factors have drifted out of balance (Rebalance). With --method extra the U step
-carries EXTRA's correction (class Extra), with the same single exchange of U_j per iteration.
+carries EXTRA's correction (class Extra), with the same single exchange of U_j per iteration. With --method atc
+(adapt, then combine) the ranks exchange the adapted copies instead, U_j ← Σ_i W̃_ji (U_i − µ ∇_U f_i(U_i, V_i)),
+posted after the local pass (the papers' order posts U_j before it, so the exchange overlaps the pass).
 
 The loop sees the network through two small objects, so it knows nothing of
 MPI, files or argv:
@@ -149,6 +151,7 @@ class Settings:
     extra: "Extra | None" = None          # --method extra
     align: "Align | None" = None          # --rebalance-every with --align-gain
     shared_step: "SharedStep | None" = None  # --u-step-scale other than 1
+    adapt_then_combine: bool = False      # --method atc: exchange U_j − sµ∇_U f_j after the local pass
 
 
 @dataclass
@@ -494,21 +497,24 @@ class Balance:
 
 
 def _local_diagnostics(problems, U, V, values, grads_U, grads_V, neighbourhoods, mixed, step_size, own_ranks,
-                       regularizer, metric=None, extra=None, pulls=None):
+                       regularizer, metric=None, extra=None, pulls=None, atc=False):
     """Per-rank sums that need no Ū: f_j, consensus penalty + regularizer, ‖∇g‖², ‖U_j‖², ‖V_j‖², data norm²,
     non-finite flag. With the scaled step the penalty is measured in its metric M (‖D‖² → tr(D M Dᵀ)), so that
     its fixed points are the stationary points of g. With EXTRA, ‖∇g‖ is replaced by the fixed-point residual
-    ‖(z_k − z_{k+1}, D^{k−1} − D^k)‖/µ (for DGD+LOCAL ‖z_k − z_{k+1}‖/µ = ‖∇g‖)."""
+    ‖(z_k − z_{k+1}, D^{k−1} − D^k)‖/µ (for DGD+LOCAL ‖z_k − z_{k+1}‖/µ = ‖∇g‖); with adapt-then-combine by
+    ‖z_k − z_{k+1}‖/µ (mixed = U^{k+1}), and there is no penalty (the neighbours' U_i^k are not received)."""
     out = np.zeros(7)
     out[1] = regularizer
     for j, problem in enumerate(problems):
         penalty = 0.0
         for i, weight, U_i in neighbourhoods[j]:
-            if i != own_ranks[j]:
+            if i != own_ranks[j] and not atc:
                 D = U[j] - U_i
                 penalty += weight / (4.0 * step_size) * float(np.sum(D ** 2 if metric is None else D * (D @ metric)))
         grad_g_U = grads_U[j] + (U[j] - mixed[j] if metric is None else (U[j] - mixed[j]) @ metric) / step_size
         dual2 = 0.0
+        if atc:
+            grad_g_U = (U[j] - mixed[j]) / step_size
         if extra is not None:
             moved, dual = extra.residual(j, pulls[j])
             grad_g_U = grads_U[j] - moved / step_size
@@ -627,6 +633,7 @@ def _run(problems, own_ranks, U, V, settings: Settings, exchange, reducer, *, on
     rebalance = settings.rebalance if gauge_fixes else None
     align = settings.align if gauge_fixes else None
     extra = settings.extra
+    atc = settings.adapt_then_combine
     shared_step = settings.shared_step if V[0] is not None else None
     timing = {"compute": 0.0, "wait": 0.0, "diagnostics": 0.0}
     recorder = _Recorder(settings, on_record, history) if reducer.is_root else None
@@ -642,7 +649,8 @@ def _run(problems, own_ranks, U, V, settings: Settings, exchange, reducer, *, on
                            None if extra is None else extra.D,
                            None if shared_step is None else shared_step.state(iteration))
         t0 = clock()
-        exchange.start(U)
+        if not atc:
+            exchange.start(U)
         if shared_step is not None:
             shared_step.start(problems, V, reducer, iteration)
         diagnostic = iteration % settings.log_every == 0 or iteration >= settings.iterations
@@ -661,8 +669,10 @@ def _run(problems, own_ranks, U, V, settings: Settings, exchange, reducer, *, on
         if scaled is not None:
             steps_U, steps_V = scaled.steps(U, V, grads_U, grads_V, totals[1])
         t1 = clock()
-        neighbourhoods = exchange.finish()
         u_step = step if shared_step is None else step * shared_step.finish(iteration)
+        if atc:   # adapt, then combine: the exchange carries U_j − sµ∇_U f_j and cannot overlap the pass
+            exchange.start([U_j - u_step * step_j for U_j, step_j in zip(U, steps_U)])
+        neighbourhoods = exchange.finish()
         t2 = clock()
         # EXTRA steps from the pulls; it needs Σ_i W̃_ji U_i only for the diagnostics
         mixed = [mix(entries) for entries in neighbourhoods] if extra is None or diagnostic else None
@@ -672,7 +682,7 @@ def _run(problems, own_ranks, U, V, settings: Settings, exchange, reducer, *, on
         if diagnostic:
             first = reducer.sum(_local_diagnostics(problems, U, V, values, grads_U, grads_V, neighbourhoods, mixed,
                                                    u_step, own_ranks, regularizer,
-                                                   None if scaled is None else scaled.metric, extra, pulls))
+                                                   None if scaled is None else scaled.metric, extra, pulls, atc))
             mean_U = reducer.sum(_local_sum(U)) / settings.J
             second = reducer.sum(_mean_diagnostics(problems, U, V, mean_U))
             decision = None
@@ -686,7 +696,9 @@ def _run(problems, own_ranks, U, V, settings: Settings, exchange, reducer, *, on
         if extra is not None:
             U = extra.step(U, pulls, steps_U, step)
         for j in range(len(problems)):
-            if extra is None:
+            if atc:
+                U[j] = mixed[j]
+            elif extra is None:
                 U[j] = mixed[j] - u_step * steps_U[j]
             if V[j] is not None:
                 V[j] = V[j] - step * steps_V[j]

@@ -149,6 +149,14 @@ def case_u_step_scale_below_one(tmp_path):
     return 2, ["--u-step-scale", 0.5], "u-step-scale.*at least 1|u-step-scale.*>= 1|u-step-scale.*must be"
 
 
+def case_atc_with_scaled_preconditioner(tmp_path):
+    return 2, ["--method", "atc", "--preconditioner", "scaled"], "--method atc .* does not combine with --preconditioner"
+
+
+def case_unknown_weight_transform(tmp_path):
+    return 2, ["--weight-transform", "halfway"], "weight-transform.*invalid choice"
+
+
 def case_u_step_scale_with_extra(tmp_path):
     return 2, ["--u-step-scale", 2, "--method", "extra"], "--u-step-scale 2 is for plain DGD\\+LOCAL steps"
 

@@ -96,6 +96,11 @@ CASES = {
     # --u-step-scale: auto (a max over ranks every iteration), and a fixed scale on completion
     "factorization-u-step-auto": dict(topology="complete", u_step_scale="auto"),
     "completion-u-step-2": dict(problem="completion", sampling_rate=0.4, u_step_scale=2.0),
+    # --method atc: the exchange carries U_j − sµ∇_U f_j, posted after the pass; with the gauge fixes and auto s
+    "atc-factorization-rebalanced": dict(method="atc", rebalance_every=5, rebalance_threshold=1.0, align_gain=1.0),
+    "atc-factorization-u-step-auto": dict(method="atc", topology="complete", u_step_scale="auto"),
+    "atc-completion": dict(method="atc", problem="completion", sampling_rate=0.4, topology="erdos-renyi"),
+    "atc-least-squares": dict(method="atc", problem="least-squares", n=6, m=31),
 }
 
 
