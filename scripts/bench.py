@@ -288,9 +288,12 @@ def centralized_gd(Y, U, V, step, cap, every, levels):
     return {level: found.get(level, (None, None)) for level in levels}
 
 
-#: section d's DGD+LOCAL runs: the papers' step on U, and the scaled one (README, --u-step-scale)
-D_VARIANTS = (("DGD+LOCAL, 2 MPI ranks, ring, --u-step-scale 1 (the papers')", ["--u-step-scale", "1"]),
-              ("DGD+LOCAL, 2 MPI ranks, ring, --u-step-scale auto", ["--u-step-scale", "auto"]))
+#: section d's DGD+LOCAL runs: the papers' algorithm (lazy weights, step µ on U), the defaults (self-weight shift,
+#: --u-step-scale auto), and the defaults in adapt-then-combine order (README, --method atc)
+D_VARIANTS = (("DGD+LOCAL, 2 MPI ranks, ring, --weight-transform lazy --u-step-scale 1 (the papers')",
+               ["--weight-transform", "lazy", "--u-step-scale", "1"]),
+              ("DGD+LOCAL, 2 MPI ranks, ring, defaults", []),
+              ("DGD+LOCAL, 2 MPI ranks, ring, --method atc", ["--method", "atc"]))
 
 
 def section_d(quick, workdir):
