@@ -310,9 +310,10 @@ def test_resume_needs_a_checkpoint(tmp_path):
     assert code == 2 and "holds no checkpoint" in stderr and "Traceback" not in stderr
 
 
-def test_simulated_run_checkpoints_and_resumes_bit_for_bit(tmp_path):
+@pytest.mark.parametrize("method", ["dgd-local", "atc"])
+def test_simulated_run_checkpoints_and_resumes_bit_for_bit(tmp_path, method):
     simulate = [sys.executable, "-m", "dgdlocal", "run", "--simulate", "3", *map(str, SMALL),
-                "--iterations", "200", "--checkpoint-every", "30"]
+                "--iterations", "200", "--checkpoint-every", "30", "--method", method]
     code, _, stderr = launch([*simulate, "--output", str(tmp_path / "whole.h5")])
     assert code == 0, stderr
     code, _, stderr = launch([*simulate, "--output", str(tmp_path / "part.h5")],
