@@ -45,3 +45,21 @@ def test_bench_network_gap_quick_resume_and_cost_model(tmp_path):
         handle.write(open(plain).readline())
     code, stdout, stderr = launch([sys.executable, cost_model, "--gap-runs", out], timeout=120)
     assert code != 0 and "different --rebalance-every" in stdout + stderr
+
+
+def test_bench_random_runs_two_variants_resumes_and_tables(tmp_path):
+    """bench_random.py: problems 0 and 1 (a 24-rank torus and an 8-rank complete graph, κ = 1) under two
+    variants, --resume skips them, and the table counts what converged."""
+    script = os.path.join(REPOSITORY, "scripts", "bench_random.py")
+    out = str(tmp_path / "random.jsonl")
+    command = [sys.executable, script, "run", "--problems", "2", "--cap", "3000", "--out", out,
+               "--variant", "lazy:weight_transform=lazy", "--variant", "shift:weight_transform=shift"]
+    code, stdout, stderr = launch(command, timeout=120)
+    assert code == 0, stdout + stderr
+    rows = [json.loads(line) for line in open(out)]
+    assert [(row["problem"]["J"], row["problem"]["topology"]) for row in rows] == [(24, "torus"), (8, "complete")]
+    assert all(row["results"][label]["status"] == "converged" for row in rows for label in ("lazy", "shift"))
+    code, stdout, stderr = launch([*command, "--resume"], timeout=120)
+    assert code == 0 and len(open(out).readlines()) == 2, stdout + stderr
+    code, stdout, stderr = launch([sys.executable, script, "table", out], timeout=60)
+    assert code == 0 and "lazy: 2 of 2 converged" in stdout and "shift: 2 of 2 converged" in stdout, stdout + stderr
