@@ -44,7 +44,8 @@ def main(argv=None) -> dict:
     left = launcher.run(factorization, J, "fig1_factorization")
     # Right: classical DGD on least squares at the auto step and a tenth of it.
     lsq = runner.RunConfig(problem="least-squares", n=size["lsq_n"], m=size["lsq_m"], topology="ring",
-                           iterations=size["lsq_iterations"], tolerance=0.0, log_every=20, seed=1)
+                           iterations=size["lsq_iterations"], tolerance=0.0, log_every=20, seed=1,
+                           weight_transform="lazy")
     right = launcher.run(lsq, J, "fig1_dgd_least_squares")
     step = float(right["config"]["step_size"]) if right else None
     step = launcher.comm.bcast(step) if launcher.comm else step
