@@ -13,8 +13,8 @@ when the node labels are exactly the integers 0..J−1 (or their decimal strings
 as GraphML and adjacency lists store them), node j is rank j; otherwise the nodes
 are relabelled in sorted order (numerically when every label is an integer), so
 rank j is the j-th smallest label. The graph must have exactly J nodes and be
-connected. The --weight-rule then gives the weights, and (W + I)/2 is applied
-when ω ≥ 1/2, exactly as for the built-in topologies.
+connected. The --weight-rule then gives the weights and the --weight-transform
+applies (topology.rule_network), exactly as for the built-in topologies.
 """
 
 from __future__ import annotations
