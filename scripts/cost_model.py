@@ -54,16 +54,16 @@ def predict(J, topology, n, m, r, rate, bandwidth, link):
                 iteration_s=total, efficiency=compute / total)
 
 
-def spectral_gap(topology: str, J: int) -> float:
-    """1 − max(|λ₂|, |λ_J|) of dgdlocal's metropolis W (lazy iff ω ≥ ½), from the FFT of its first row.
+def spectral_gap(topology: str, J: int, transform: str = "shift") -> float:
+    """1 − max(|λ₂|, |λ_J|) of dgdlocal's metropolis W̃ under --weight-transform, from the FFT of the rule's W.
 
     ring and exponential (J a power of two) give circulant W; the torus (rows × cols grid, wrapped,
-    rank = row · cols + col) a block-circulant one, diagonalized by the 2-D FFT."""
+    rank = row · cols + col) a block-circulant one, diagonalized by the 2-D FFT. The transform
+    (1 − t) W + t I maps each eigenvalue λ to (1 − t) λ + t, with t as in topology.self_weight_shift
+    (shift: −λ_min/(1 − λ_min) when λ_min < 0; lazy: ½ iff ω ≥ ½), taken here from the FFT's λ_min."""
     sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir))
     from dgdlocal import topology as top
     W = top.mixing_weights(top.build_adjacency(topology, J), "metropolis")
-    if top.omega(W) >= 0.5:
-        W = top.lazy(W)
     if topology == "torus":
         rows, cols = top.grid_shape(J)
         first = W[0].reshape(rows, cols)
@@ -75,6 +75,11 @@ def spectral_gap(topology: str, J: int) -> float:
         for k in (1, J // 2, J - 1):
             assert np.allclose(W[k], np.roll(W[0], k))
         eigenvalues = np.sort(np.fft.fft(W[0]).real)
+    if transform == "lazy":
+        t = 0.5 if top.omega(W) >= 0.5 else 0.0
+    else:
+        t = -eigenvalues[0] / (1.0 - eigenvalues[0]) if eigenvalues[0] < -top.PSD_TOLERANCE else 0.0
+    eigenvalues = (1.0 - t) * eigenvalues + t
     return float(1.0 - max(abs(eigenvalues[-2]), abs(eigenvalues[0])))
 
 
@@ -104,6 +109,9 @@ def main():
     parser.add_argument("--m", type=int, default=10_000_000)
     parser.add_argument("--r", type=int, default=10)
     parser.add_argument("--gap-runs", help="JSONL of scripts/bench_network.py gap: adds the iteration model")
+    parser.add_argument("--weight-transform", choices=("shift", "lazy"), default="shift",
+                        help="the weights whose spectral gap the iteration model uses (that of the gap runs; "
+                             "docs/performance.md §7a's fits are lazy)")
     arguments = parser.parse_args()
     if arguments.bench_json:
         with open(arguments.bench_json) as handle:
@@ -139,12 +147,13 @@ def main():
             print(f"\n{label}, {topology}: communication exceeds compute from J ≈ {J} "
                   f"(Y_j = {8 * arguments.n * arguments.m / J / 1e6:.1f} MB per rank)" if J < 1 << 30 else "")
     if arguments.gap_runs:
-        iteration_model(arguments.gap_runs, arguments.n, arguments.m, arguments.r, rate, bandwidth)
+        iteration_model(arguments.gap_runs, arguments.n, arguments.m, arguments.r, rate, bandwidth,
+                        arguments.weight_transform)
 
 
 
 
-def iteration_model(path, n, m, r, rate, bandwidth):
+def iteration_model(path, n, m, r, rate, bandwidth, transform="shift"):
     (a, b), (c, p), rows, (k, p2, q) = fit_iterations(path)
     print(f"\n### Iterations vs spectral gap (serial simulation, {path})\n")
     print(f"fit over the {sum(1 for x in rows if x['iterations'])} converged runs: iterations ≈ {a:.0f} + {b:.0f}/gap; "
@@ -153,7 +162,7 @@ def iteration_model(path, n, m, r, rate, bandwidth):
     print("|---|---|---|---|---|---|---|---|")
     errors = [[], [], []]
     for x in rows:
-        g = spectral_gap(x["topology"], x["J"])
+        g = spectral_gap(x["topology"], x["J"], transform)
         measured = (x["iterations"] if x["iterations"] else "diverged" if x.get("status") == "diverged"
                     else f"> {x['cap']} (rel. error {x['final_error']:.1e})")
         fits = [a + b / g, c * g ** -p, k * g ** -p2 * x["J"] ** q]
@@ -171,7 +180,7 @@ def iteration_model(path, n, m, r, rate, bandwidth):
     print("|---|---|---|---|---|---|---|---|")
     for topology in ("ring", "torus", "exponential"):
         for J in (16, 64, 256, 1024, 4096):
-            g = spectral_gap(topology, J)
+            g = spectral_gap(topology, J, transform)
             fits = [a + b / g, c * g ** -p, k * g ** -p2 * J ** q]
             t = predict(J, topology, n, m, r, rate, bandwidth, HDR)["iteration_s"]
             print(f"| {topology} | {J} | {g:.3g} | {fits[0]:.3g} | {fits[1]:.3g} | {fits[2]:.3g} | {t:.3g} | "
