@@ -7,6 +7,8 @@ import math
 
 import numpy as np
 
+from . import topology
+
 DESCRIPTION = ("Summarize a result file of `dgdlocal run`: status, problem and sizes, network (ω, spectral gap), "
                "step and its Thm 2.5 bound, final diagnostics and time per rank.")
 #: Final diagnostics in the order they are shown.
@@ -15,11 +17,10 @@ SHOWN_DIAGNOSTICS = ("objective", "relative_error", "optimality_error", "consens
 
 
 def _shift_text(network: dict) -> str:
-    """', lazy (W+I)/2 applied', ', self-weight shift 0.75·W + 0.25·I' or '' (older files: no shift attr)."""
-    if network.get("lazy_applied"):
-        return ", lazy (W+I)/2 applied"
-    t = network.get("self_weight_shift") or 0.0
-    return f", self-weight shift {1 - t:.3g}·W + {t:.3g}·I" if t > 0 else ""
+    """', ' + topology.describe_shift of the run's shift, or '' (older files have only `lazy_applied`)."""
+    t = network.get("self_weight_shift", 0.5 if network.get("lazy_applied") else 0.0)
+    text = topology.describe_shift(float(t))
+    return f", {text}" if text else ""
 
 
 def add_arguments(parser) -> None:

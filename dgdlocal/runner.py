@@ -141,14 +141,6 @@ def _bound_text(step_bound: float) -> str:
     return f"{step_bound:.3g}" if step_bound > 0 else "none (ω ≥ 1/2)"
 
 
-def describe_shift(network) -> str:
-    """' (lazy (W+I)/2 applied)', ' (self-weight shift 0.75·W + 0.25·I)' or '' for the summary line."""
-    t = network.self_weight_shift
-    if network.lazy_applied:
-        return " (lazy (W+I)/2 applied)"
-    return f" (self-weight shift {1 - t:.3g}·W + {t:.3g}·I)" if t > 0 else ""
-
-
 def problem_shape(config: RunConfig) -> tuple[int, int]:
     """(n, m): rows × columns of the matrix (unknowns d × equations m for least squares)."""
     if config.data is None:
@@ -443,13 +435,14 @@ def _execute(config: RunConfig, context: Context, command: str, stop: StopReques
         source = f" (file {config.config}, then the command line)" if config.config else ""
         shown = {**asdict(config), "n": n, "m": m}  # the data's size when --data is given
         say(context, config, f"dgdlocal: configuration{source}:\n{format_compact(shown)}")
+    shift = topology.describe_shift(network.self_weight_shift)
     say(context, config,
         f"dgdlocal: {'DGD+LOCAL' if prepared.problems[0].has_local else 'classical DGD'}"
         f"{' with EXTRA' if config.method == 'extra' else ''}"
         f"{' (adapt, then combine)' if config.method == 'atc' else ''} {config.problem}, "
         f"{n}×{m}, rank {r}, on J={J} "
         f"{'simulated ' if config.simulate else ''}ranks; {network.source} network"
-        f"{describe_shift(network)}: ω={summary['omega']:.3g}, "
+        f"{f' ({shift})' if shift else ''}: ω={summary['omega']:.3g}, "
         f"λ_min={summary['lambda_min']:.3g}, spectral gap={summary['spectral_gap']:.3g}\n"
         f"dgdlocal: step {prepared.step_size:.3g} ({'auto' if config.step == 'auto' else 'given'}; "
         f"Thm 2.5 bound (1-2ω)/L = {_bound_text(prepared.step_bound)} with L ≈ {prepared.lipschitz:.3g}), "

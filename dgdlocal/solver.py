@@ -511,10 +511,11 @@ def _local_diagnostics(problems, U, V, values, grads_U, grads_V, neighbourhoods,
             if i != own_ranks[j] and not atc:
                 D = U[j] - U_i
                 penalty += weight / (4.0 * step_size) * float(np.sum(D ** 2 if metric is None else D * (D @ metric)))
-        grad_g_U = grads_U[j] + (U[j] - mixed[j] if metric is None else (U[j] - mixed[j]) @ metric) / step_size
-        dual2 = 0.0
         if atc:
             grad_g_U = (U[j] - mixed[j]) / step_size
+        else:
+            grad_g_U = grads_U[j] + (U[j] - mixed[j] if metric is None else (U[j] - mixed[j]) @ metric) / step_size
+        dual2 = 0.0
         if extra is not None:
             moved, dual = extra.residual(j, pulls[j])
             grad_g_U = grads_U[j] - moved / step_size

@@ -255,20 +255,29 @@ def self_weight_shift(W, transform: str) -> float:
     _one_of("weight transform", transform, WEIGHT_TRANSFORMS)
     if transform == "lazy":
         return 0.5 if omega(W) >= 0.5 else 0.0
-    lambda_min = float(np.linalg.eigvalsh(np.asarray(W, dtype=np.float64))[0])
-    # λ_min ≥ −1e-12: already semidefinite up to rounding (e.g. 11ᵀ/J), so the weights stay as they are
+    return psd_shift(float(np.linalg.eigvalsh(np.asarray(W, dtype=np.float64))[0]))
+
+
+def psd_shift(lambda_min: float) -> float:
+    """The smallest t ≥ 0 with (1 − t) λ_min + t ≥ 0: −λ_min / (1 − λ_min) for λ_min < 0, else 0
+    (λ_min ≥ −1e-12 counts as semidefinite up to rounding, e.g. 11ᵀ/J, and is left alone)."""
     return -lambda_min / (1.0 - lambda_min) if lambda_min < -PSD_TOLERANCE else 0.0
 
 
 def shifted(W, t: float) -> np.ndarray:
-    """(1 − t) W + t I, exactly symmetric (t = 1/2 is lazy(W))."""
+    """(1 − t) W + t I; t = 1/2 is computed as lazy(W), bit for bit the papers' (W + I)/2."""
     W = np.asarray(W, dtype=np.float64)
-    if t == 0.0:
-        return W.copy()
     if t == 0.5:
         return lazy(W)
-    out = (1.0 - t) * W + t * np.eye(W.shape[0])
-    return (out + out.T) / 2.0
+    return (1.0 - t) * W + t * np.eye(W.shape[0])
+
+
+def describe_shift(t: float) -> str:
+    """How the weights were transformed, for summaries: 'lazy (W+I)/2 applied', 'self-weight shift 0.75·W + 0.25·I'
+    or '' (t = 0)."""
+    if t == 0.5:
+        return "lazy (W+I)/2 applied"
+    return f"self-weight shift {1 - t:.3g}·W + {t:.3g}·I" if t > 0 else ""
 
 
 def omega(W) -> float:
@@ -372,30 +381,31 @@ def neighbours(W, j) -> list[int]:
 class Network:
     """The mixing matrix the solver uses, and where it came from.
 
-    weights: J×J float64 (read-only); lazy_applied: whether (W + I)/2 was applied;
-    source: the topology name or "file"; summary: spectral_summary(weights);
-    self_weight_shift: t of (1 − t) W + t I applied to the rule's weights (1/2 = lazy, 0 = none).
+    weights: J×J float64 (read-only); source: the topology name or "file"; summary: spectral_summary(weights);
+    self_weight_shift: t of (1 − t) W + t I applied to the given or rule's weights (1/2 = lazy, 0 = none).
     """
 
     weights: np.ndarray
-    lazy_applied: bool
     source: str
     summary: dict
     self_weight_shift: float = 0.0
 
+    @property
+    def lazy_applied(self) -> bool:
+        """Whether (W + I)/2 was applied."""
+        return self.self_weight_shift == 0.5
 
-def _network(W: np.ndarray, lazy_applied: bool, source: str, shift: float | None = None) -> Network:
+
+def _network(W: np.ndarray, source: str, shift: float) -> Network:
     W = np.ascontiguousarray(W, dtype=np.float64).copy()
     W.setflags(write=False)
-    shift = (0.5 if lazy_applied else 0.0) if shift is None else shift
-    return Network(weights=W, lazy_applied=lazy_applied, source=source, summary=spectral_summary(W),
-                   self_weight_shift=shift)
+    return Network(weights=W, source=source, summary=spectral_summary(W), self_weight_shift=shift)
 
 
 def rule_network(W, source: str, transform: str) -> Network:
     """The Network of a rule's weights W after the --weight-transform (self_weight_shift)."""
     t = self_weight_shift(W, transform)
-    return _network(shifted(W, t), t == 0.5, source, t)
+    return _network(shifted(W, t), source, t)
 
 
 def make_network(topology: str, J: int, *, rule: str = "metropolis", seed: int = 0,
@@ -413,9 +423,8 @@ def network_from_weights(W, J: int, *, lazy_transform: bool = False) -> tuple[Ne
     A final ω >= 1/2 is a warning, not an error: the run goes ahead without the guarantee.
     """
     W = validate_weights(W, J)
-    if lazy_transform:
-        W = lazy(W)
-    network = _network(W, bool(lazy_transform), "file")
+    t = 0.5 if lazy_transform else 0.0
+    network = _network(shifted(W, t), "file", t)
     warnings = []
     value = network.summary["omega"]
     if value >= 0.5:

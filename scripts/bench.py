@@ -467,12 +467,13 @@ def section_pingpong(quick):
 
 
 def simulate(J, *, n, m, r, topology, rule="metropolis", step="auto", cap=20000, data=None, kappa=2.0,
-             edge_probability=0.5, tolerance=1e-10):
-    """Iterations to relative error ≤ tolerance (and relative consensus ≤ tolerance) in the serial simulation."""
+             edge_probability=0.5, tolerance=1e-10, **settings):
+    """Iterations to relative error ≤ tolerance (and relative consensus ≤ tolerance) in the serial simulation;
+    `settings`: any other RunConfig fields (seed, weight_transform, method, …)."""
     config = runner.RunConfig(n=n, m=m, rank=r, topology=topology, weight_rule=rule, step=step, iterations=cap,
                               tolerance=tolerance, log_every=10, condition_number=kappa, data=data, quiet=True,
                               edge_probability=edge_probability, simulate=J, force=True,
-                              output=os.path.join(tempfile.gettempdir(), "dgdlocal-bench-unused.h5"))
+                              output=os.path.join(tempfile.gettempdir(), "dgdlocal-bench-unused.h5"), **settings)
     context = runner.simulated_context(J)
     prepared = runner.prepare(config, context)
     outcome = runner.solve(prepared, config, context)

@@ -20,14 +20,15 @@ import json
 import math
 import os
 import sys
-import tempfile
 import time
 
 import numpy as np
 
-from dgdlocal import runner
 from dgdlocal import topology as topology_module
 from dgdlocal.errors import InputError
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import bench  # noqa: E402  (scripts/bench.py: simulate)
 
 TOPOLOGIES = ("ring", "path", "star", "complete", "torus", "erdos-renyi", "exponential")
 SIZES = (2, 3, 4, 6, 8, 12, 16, 24, 32)
@@ -72,20 +73,13 @@ def parse_variant(text: str) -> tuple[str, dict]:
 
 
 def iterations(problem: dict, settings: dict, cap: int) -> dict:
-    """Run one problem with the defaults plus `settings` in the serial simulation."""
-    J = problem["J"]
-    fields = {k: v for k, v in problem.items() if k != "J"}
-    config = runner.RunConfig(**fields, **settings, iterations=cap, tolerance=1e-10, log_every=10, quiet=True,
-                              simulate=J, force=True,
-                              output=os.path.join(tempfile.gettempdir(), "dgdlocal-bench-random-unused.h5"))
-    context = runner.simulated_context(J)
+    """Run one problem with the defaults plus `settings` in the serial simulation (scripts/bench.py simulate)."""
     start = time.time()
-    prepared = runner.prepare(config, context)
-    outcome = runner.solve(prepared, config, context)
-    history = outcome.diagnostics
-    return dict(status=outcome.status, iterations=outcome.iterations if outcome.status == "converged" else None,
-                final_error=float(history["relative_error"][-1]), seconds=round(time.time() - start, 1),
-                spectral_gap=float(prepared.network.summary["spectral_gap"]))
+    result = bench.simulate(problem["J"], n=problem["n"], m=problem["m"], r=problem["rank"],
+                            topology=problem["topology"], kappa=problem["condition_number"], seed=problem["seed"],
+                            cap=cap, **settings)
+    return dict(status=result["status"], iterations=result["iterations"], final_error=result["final_error"],
+                seconds=round(time.time() - start, 1), spectral_gap=result["spectral_gap"])
 
 
 def run(args) -> None:

@@ -60,7 +60,7 @@ def spectral_gap(topology: str, J: int, transform: str = "shift") -> float:
     ring and exponential (J a power of two) give circulant W; the torus (rows × cols grid, wrapped,
     rank = row · cols + col) a block-circulant one, diagonalized by the 2-D FFT. The transform
     (1 − t) W + t I maps each eigenvalue λ to (1 − t) λ + t, with t as in topology.self_weight_shift
-    (shift: −λ_min/(1 − λ_min) when λ_min < 0; lazy: ½ iff ω ≥ ½), taken here from the FFT's λ_min."""
+    (shift: topology.psd_shift of the FFT's λ_min; lazy: ½ iff ω ≥ ½)."""
     sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir))
     from dgdlocal import topology as top
     W = top.mixing_weights(top.build_adjacency(topology, J), "metropolis")
@@ -78,7 +78,7 @@ def spectral_gap(topology: str, J: int, transform: str = "shift") -> float:
     if transform == "lazy":
         t = 0.5 if top.omega(W) >= 0.5 else 0.0
     else:
-        t = -eigenvalues[0] / (1.0 - eigenvalues[0]) if eigenvalues[0] < -top.PSD_TOLERANCE else 0.0
+        t = top.psd_shift(eigenvalues[0])
     eigenvalues = (1.0 - t) * eigenvalues + t
     return float(1.0 - max(abs(eigenvalues[-2]), abs(eigenvalues[0])))
 
