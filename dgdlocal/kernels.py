@@ -87,14 +87,18 @@ def panel_columns(m: int, r: int, itemsize: int) -> int:
     return max(256, min(m, PANEL_BYTES // (2 * max(1, r) * itemsize)))
 
 
+def driver(r: int):
+    """The compiled function for rank r: driver(Y, U, Vt, YV, UtY, panel) adds Y V to YV and Uᵀ Y to UtY."""
+    compiled = _load()
+    return {1: compiled.gram_products_1, 3: compiled.gram_products_3}.get(r, compiled.gram_products_2)
+
+
 def gram_products(U, V, Y):
     """(Y V, Uᵀ Y) with one read of Y, by the compiled kernel; Uᵀ Y is returned r × m."""
-    compiled = _load()
     n, m = Y.shape
     r = U.shape[1]
     YV = np.zeros((n, r), dtype=Y.dtype)
     UtY = np.zeros((r, m), dtype=Y.dtype)
     if n and m and r:
-        driver = {1: compiled.gram_products_1, 3: compiled.gram_products_3}.get(r, compiled.gram_products_2)
-        driver(Y, np.ascontiguousarray(U), np.ascontiguousarray(V.T), YV, UtY, panel_columns(m, r, Y.itemsize))
+        driver(r)(Y, np.ascontiguousarray(U), np.ascontiguousarray(V.T), YV, UtY, panel_columns(m, r, Y.itemsize))
     return YV, UtY

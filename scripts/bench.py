@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
 """Benchmarks of dgdlocal on this machine; writes a JSON file and a markdown table.
 
-    python scripts/bench.py [--quick] [--sections a,b,c,d,e,pingpong,gap,weights] [--out DIR]
-                            [--sizes 256,512 --ranks 1,2,3,5 --dtypes float64]   # section a only
+    python scripts/bench.py [--quick] [--sections a,overlap,b,c,d,e,pingpong,gap,weights] [--out DIR]
+                            [--sizes 256,512 --ranks 1,2,3,5 --dtypes float64]   # sections a, overlap only
 
-Sections (issue 6): a roofline (stream Y_j once vs one iteration), b the three local-gradient
+Sections (issue 6): a roofline (stream Y_j once vs one iteration), overlap the compiled pass
+against the memory roof and its own speed on an L2-resident block, b the three local-gradient
 formulations, c scaling at 1 and 2 ranks (from /timing of the result files), d iterations and
 time to relative error 1e-6 / 1e-10 vs centralized gradient descent and truncated SVDs, e peak
 resident memory per rank vs bytes of Y_j, pingpong the α–β model of the MPI transport, gap
@@ -17,6 +18,7 @@ Never run from the unit tests except as that smoke test.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import os
@@ -35,11 +37,11 @@ import numpy as np  # noqa: E402
 
 from dgdlocal import kernels, problems, runner  # noqa: E402
 
-SECTIONS = ("a", "b", "c", "d", "e", "pingpong", "gap", "weights")
+SECTIONS = ("a", "overlap", "b", "c", "d", "e", "pingpong", "gap", "weights")
 MB = 1 << 20
 
 
-#: The clock of median_time (sections a and b): wall time, or with --clock cpu the CPU time of this
+#: The clock of median_time (sections a, overlap and b): wall time, or with --clock cpu the CPU time of this
 #: thread, which leaves out the time the process waits for a core on a shared machine (all timed
 #: work runs in this one thread: one BLAS thread, the compiled kernel is serial).
 CLOCK = time.perf_counter
@@ -159,6 +161,72 @@ def section_a(quick, repeats, sizes=None, ranks=None, dtypes=None):
                   f"{x['bandwidth_GBs']:.1f} | {1e3 * x['iteration_s']:.2f} | **{x['ratio']:.2f}** | {x['gflops']:.1f} |"
                   for x in rows]
     return rows, table
+
+
+# --------------------------------------------------------------------------- overlap: where the pass's time goes
+
+
+def section_overlap(quick, repeats, sizes=None, ranks=None, dtypes=None):
+    """The compiled pass on Y_j against two roofs measured in the same run: the stream time of Y_j
+    (memory) and the same pass on a block that sits in L2 (arithmetic, scaled to the entries of Y_j).
+    Perfect overlap of the two would take max(stream, compute); no overlap takes their sum.
+    The arithmetic peak of the core is bounded by a large matrix product (the BLAS in use)."""
+    if not kernels.available():
+        return [], ["numba is not installed: this section times the compiled pass only."]
+    sizes = sizes or ([16] if quick else [256])
+    ranks = ranks or ([2] if quick else [1, 2, 3, 5])
+    dtypes = dtypes or ["float64", "float32"]
+    m_j = 1024 if quick else 8192
+    rng = np.random.default_rng(0)
+    rows, peaks = [], {}
+    for dtype in (np.dtype(d) for d in dtypes):
+        side = 300 if quick else 2000
+        A = rng.random((side, side), dtype=dtype)
+        peaks[dtype.name] = 2 * side ** 3 / min(median_time(lambda: A @ A, 1) for _ in range(3)) / 1e9
+        for size in sizes:
+            n = size * MB // (dtype.itemsize * m_j)
+            Y = rng.random((n, m_j), dtype=dtype)
+            x = np.ones(m_j, dtype=dtype)
+            block_rows = max(8, MB // (dtype.itemsize * m_j))   # 1 MB: half the L2 of one core here
+            for r in ranks:
+                U = rng.random((n, r), dtype=dtype)
+                V = rng.random((m_j, r), dtype=dtype)
+                # the block's products go into preallocated outputs, so no allocation is timed with them
+                U_block, Y_block, Vt = U[:block_rows].copy(), Y[:block_rows].copy(), np.ascontiguousarray(V.T)
+                YV_block, UtY_block = np.zeros((block_rows, r), dtype=dtype), np.zeros((r, m_j), dtype=dtype)
+                block_pass = functools.partial(kernels.driver(r), Y_block, U_block, Vt, YV_block, UtY_block,
+                                               kernels.panel_columns(m_j, r, dtype.itemsize))
+                calls = max(1, Y.size // Y_block.size)
+                block_pass()   # compile or load from numba's cache, untimed
+                kernels.gram_products(U, V, Y)
+                stream, compute, measured = [], [], []
+                for _ in range(repeats):   # interleaved, so all three see the same machine load
+                    stream.append(min(median_time(lambda: Y @ x, 1), median_time(lambda: np.sum(Y), 1)))
+                    compute.append(median_time(lambda: [block_pass() for _ in range(calls)], 1)
+                                   * Y.size / (calls * Y_block.size))
+                    measured.append(median_time(lambda: kernels.gram_products(U, V, Y), 1))
+                t_stream, t_compute, t_pass = (float(np.median(v)) for v in (stream, compute, measured))
+                rows.append(dict(dtype=dtype.name, MB=size, n=n, m_j=m_j, r=r, stream_s=t_stream, compute_s=t_compute,
+                                 pass_s=t_pass, ratio=t_pass / t_stream,
+                                 overlap=(t_stream + t_compute - t_pass) / min(t_stream, t_compute),
+                                 gfma_in_cache=2 * r * Y.size / t_compute / 1e9,
+                                 gfma_peak=peaks[dtype.name] / 2))
+                print(f"overlap {rows[-1]}", flush=True)
+            del Y
+    blas = os.environ.get("OPENBLAS_CORETYPE")
+    table = ["Compiled pass alone (Y V and Uᵀ Y), one process. Compute = the pass on a 1 MB block of Y_j that "
+             "stays in L2, repeated to the entries of Y_j. Overlap = (stream + compute − pass) / min(stream, "
+             "compute): 1 is perfect overlap (pass = max), 0 none (pass = sum). Peak = a large matrix product "
+             f"in the BLAS in use{f' (OPENBLAS_CORETYPE={blas})' if blas else ''}: "
+             + ", ".join(f"{name} {gflops / 2:.0f} G FMA/s" for name, gflops in peaks.items()) + ".", "",
+             "| dtype | Y_j MB | r | stream [ms] | compute in L2 [ms] | G FMA/s in L2 (peak) | max model | sum model | "
+             "pass [ms] | pass / stream | overlap |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    table += [f"| {x['dtype']} | {x['MB']} | {x['r']} | {1e3 * x['stream_s']:.2f} | {1e3 * x['compute_s']:.2f} | "
+              f"{x['gfma_in_cache']:.0f} ({x['gfma_peak']:.0f}) | {1e3 * max(x['stream_s'], x['compute_s']):.2f} | "
+              f"{1e3 * (x['stream_s'] + x['compute_s']):.2f} | {1e3 * x['pass_s']:.2f} | **{x['ratio']:.2f}** | "
+              f"{x['overlap']:.2f} |" for x in rows]
+    return dict(rows=rows, peak_gflops=peaks, openblas_coretype=blas), table
 
 
 # --------------------------------------------------------------------------- b: formulations
@@ -573,9 +641,11 @@ def main(argv=None):
     parser.add_argument("--sections", default=",".join(SECTIONS), help="comma-separated subset of " + ",".join(SECTIONS))
     parser.add_argument("--repeats", type=int, default=None, help="repeats per timing (default 5, quick 1)")
     parser.add_argument("--out", default="bench-results", help="directory for bench.json and bench.md")
-    parser.add_argument("--sizes", type=_int_list, help="section a: sizes of Y_j in MB (default 8,64,256,512,1024)")
-    parser.add_argument("--ranks", type=_int_list, help="section a: ranks r (default 1,2,3,5,10)")
-    parser.add_argument("--dtypes", type=lambda text: text.split(","), help="section a: float64,float32 (default both)")
+    parser.add_argument("--sizes", type=_int_list,
+                        help="sections a, overlap: sizes of Y_j in MB (default 8,64,256,512,1024; overlap 256)")
+    parser.add_argument("--ranks", type=_int_list, help="sections a, overlap: ranks r (default 1,2,3,5,10; overlap 1,2,3,5)")
+    parser.add_argument("--dtypes", type=lambda text: text.split(","),
+                        help="sections a, overlap: float64,float32 (default both)")
     parser.add_argument("--clock", choices=("wall", "cpu"), default="wall",
                         help="sections a and b: wall time, or CPU time of the (single) timing thread, which leaves "
                              "out waiting for a core on a loaded machine (memory traffic of other jobs still counts)")
@@ -600,6 +670,7 @@ def main(argv=None):
                                          f"{meta['load_average'][0]:.1f}, numpy {meta['numpy']}, median of {repeats}"
                                          f"{', CPU time of the timing thread' if arguments.clock == 'cpu' else ''}", ""]
     titles = {"a": "a. Roofline: stream Y_j once vs one DGD+LOCAL iteration (one process)",
+              "overlap": "a, continued: the compiled pass against the memory and the arithmetic roofs",
               "b": "b. Three formulations of the local gradient",
               "c": "c. Scaling at 1 and 2 MPI ranks", "d": "d. Iterations and time to relative error 1e-6 / 1e-10",
               "e": "e. Peak resident memory per rank", "pingpong": "α–β ping-pong at 2 ranks",
@@ -611,6 +682,9 @@ def main(argv=None):
             if section == "a":
                 data, table = section_a(arguments.quick, repeats, arguments.sizes, arguments.ranks,
                                         arguments.dtypes)
+            elif section == "overlap":
+                data, table = section_overlap(arguments.quick, repeats, arguments.sizes, arguments.ranks,
+                                              arguments.dtypes)
             elif section == "b":
                 data, table = section_b(arguments.quick, repeats)
             elif section == "c":
