@@ -664,7 +664,9 @@ def main(argv=None):
     workdir = tempfile.mkdtemp(prefix="dgdlocal-bench-")
     meta = dict(date=time.strftime("%Y-%m-%d %H:%M:%S"), quick=arguments.quick, repeats=repeats,
                 python=platform.python_version(), numpy=np.__version__, machine=platform.machine(),
-                cpus=os.cpu_count(), load_average=os.getloadavg(), clock=arguments.clock, command=" ".join([sys.argv[0], *(argv or sys.argv[1:])]))
+                cpus=os.cpu_count(), load_average=os.getloadavg(),
+                openblas_coretype=os.environ.get("OPENBLAS_CORETYPE"), clock=arguments.clock,
+                command=" ".join([sys.argv[0], *(argv or sys.argv[1:])]))
     results, markdown = {"meta": meta}, [f"# dgdlocal benchmark ({meta['date']}{', QUICK' if arguments.quick else ''})", "",
                                          f"`{meta['command']}` — {meta['cpus']} CPUs, load average at start "
                                          f"{meta['load_average'][0]:.1f}, numpy {meta['numpy']}, median of {repeats}"
