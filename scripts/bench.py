@@ -5,7 +5,7 @@
                             [--sizes 256,512 --ranks 1,2,3,5 --dtypes float64]   # sections a, overlap only
 
 Sections (issue 6): a roofline (stream Y_j once vs one iteration), overlap the compiled pass
-against the memory roof and its own speed on an L2-resident block, b the three local-gradient
+against the memory roof and its own speed on a block in cache, b the three local-gradient
 formulations, c scaling at 1 and 2 ranks (from /timing of the result files), d iterations and
 time to relative error 1e-6 / 1e-10 vs centralized gradient descent and truncated SVDs, e peak
 resident memory per rank vs bytes of Y_j, pingpong the α–β model of the MPI transport, gap
@@ -168,7 +168,7 @@ def section_a(quick, repeats, sizes=None, ranks=None, dtypes=None):
 
 def section_overlap(quick, repeats, sizes=None, ranks=None, dtypes=None):
     """The compiled pass on Y_j against two roofs measured in the same run: the stream time of Y_j
-    (memory) and the same pass on a block that sits in L2 (arithmetic, scaled to the entries of Y_j).
+    (memory) and the same pass on a 1 MB block that stays in cache (arithmetic, scaled to the entries of Y_j).
     Perfect overlap of the two would take max(stream, compute); no overlap takes their sum.
     The arithmetic peak of the core is bounded by a large matrix product (the BLAS in use)."""
     if not kernels.available():
@@ -187,7 +187,7 @@ def section_overlap(quick, repeats, sizes=None, ranks=None, dtypes=None):
             n = size * MB // (dtype.itemsize * m_j)
             Y = rng.random((n, m_j), dtype=dtype)
             x = np.ones(m_j, dtype=dtype)
-            block_rows = max(8, MB // (dtype.itemsize * m_j))   # 1 MB: half the L2 of one core here
+            block_rows = max(8, MB // (dtype.itemsize * m_j))   # 1 MB: the L2 of one core here (with L3 behind)
             for r in ranks:
                 U = rng.random((n, r), dtype=dtype)
                 V = rng.random((m_j, r), dtype=dtype)
@@ -214,12 +214,13 @@ def section_overlap(quick, repeats, sizes=None, ranks=None, dtypes=None):
                 print(f"overlap {rows[-1]}", flush=True)
             del Y
     blas = os.environ.get("OPENBLAS_CORETYPE")
-    table = ["Compiled pass alone (Y V and Uᵀ Y), one process. Compute = the pass on a 1 MB block of Y_j that "
-             "stays in L2, repeated to the entries of Y_j. Overlap = (stream + compute − pass) / min(stream, "
-             "compute): 1 is perfect overlap (pass = max), 0 none (pass = sum). Peak = a large matrix product "
+    table = ["Compiled pass alone (Y V and Uᵀ Y), one process. Compute = the pass on a 1 MB block of Y_j, "
+             "which stays in cache (L2, with Vᵀ and Uᵀ Y partly in L3), repeated to the entries of Y_j. "
+             "Overlap = (stream + compute − pass) / min(stream, compute): 1 is perfect overlap (pass = max), "
+             "0 none (pass = sum). Peak = a large matrix product "
              f"in the BLAS in use{f' (OPENBLAS_CORETYPE={blas})' if blas else ''}: "
              + ", ".join(f"{name} {gflops / 2:.0f} G FMA/s" for name, gflops in peaks.items()) + ".", "",
-             "| dtype | Y_j MB | r | stream [ms] | compute in L2 [ms] | G FMA/s in L2 (peak) | max model | sum model | "
+             "| dtype | Y_j MB | r | stream [ms] | compute in cache [ms] | G FMA/s in cache (peak) | max model | sum model | "
              "pass [ms] | pass / stream | overlap |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
     table += [f"| {x['dtype']} | {x['MB']} | {x['r']} | {1e3 * x['stream_s']:.2f} | {1e3 * x['compute_s']:.2f} | "
