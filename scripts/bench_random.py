@@ -4,6 +4,7 @@
     python scripts/bench_random.py run --problems 40 --out random.jsonl \
         --variant lazy:weight_transform=lazy --variant shift:weight_transform=shift
     python scripts/bench_random.py table random.jsonl
+    python scripts/bench_random.py run --step-safety 1.0 --out s100.jsonl --variant s100:   # --step auto × 2
 
 Problem k (k = 0, 1, …) is drawn from numpy's default_rng(seed + k): J from 2–32, a topology (ring, path,
 star, complete, torus where J allows one, erdos-renyi, exponential), n = 10–100, 2–50 columns per rank, r = 1–5 (≤ n and
@@ -24,6 +25,7 @@ import time
 
 import numpy as np
 
+from dgdlocal import solver
 from dgdlocal import topology as topology_module
 from dgdlocal.errors import InputError
 
@@ -84,6 +86,8 @@ def iterations(problem: dict, settings: dict, cap: int) -> dict:
 
 def run(args) -> None:
     variants = [parse_variant(text) for text in args.variant]
+    if args.step_safety is not None:   # the fraction of the stability limit taken by --step auto (0.5)
+        solver.STEP_SAFETY = args.step_safety
     done = set()
     if args.resume and os.path.exists(args.out):
         done = {json.loads(line)["problem"]["seed"] for line in open(args.out) if line.strip()}
@@ -135,6 +139,7 @@ def main(argv=None) -> None:
     go.add_argument("--out", required=True)
     go.add_argument("--variant", action="append", required=True, help="LABEL:name=value,… (RunConfig fields)")
     go.add_argument("--resume", action="store_true")
+    go.add_argument("--step-safety", type=float, help="replace solver.STEP_SAFETY (0.5) for every variant of this run")
     show = sub.add_parser("table")
     show.add_argument("path")
     args = parser.parse_args(argv)
