@@ -172,7 +172,7 @@ def section_overlap(quick, repeats, sizes=None, ranks=None, dtypes=None):
     Perfect overlap of the two would take max(stream, compute); no overlap takes their sum.
     The arithmetic peak of the core is bounded by a large matrix product (the BLAS in use)."""
     if not kernels.available():
-        return [], ["numba is not installed: this section times the compiled pass only."]
+        return dict(rows=[]), ["numba is not installed: this section times the compiled pass only."]
     sizes = sizes or ([16] if quick else [256])
     ranks = ranks or ([2] if quick else [1, 2, 3, 5])
     dtypes = dtypes or ["float64", "float32"]
@@ -220,8 +220,8 @@ def section_overlap(quick, repeats, sizes=None, ranks=None, dtypes=None):
              "0 none (pass = sum). Peak = a large matrix product "
              f"in the BLAS in use{f' (OPENBLAS_CORETYPE={blas})' if blas else ''}: "
              + ", ".join(f"{name} {gflops / 2:.0f} G FMA/s" for name, gflops in peaks.items()) + ".", "",
-             "| dtype | Y_j MB | r | stream [ms] | compute in cache [ms] | G FMA/s in cache (peak) | max model | sum model | "
-             "pass [ms] | pass / stream | overlap |",
+             "| dtype | Y_j MB | r | stream [ms] | compute in cache [ms] | G FMA/s in cache (peak) | max model | "
+             "sum model | pass [ms] | pass / stream | overlap |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
     table += [f"| {x['dtype']} | {x['MB']} | {x['r']} | {1e3 * x['stream_s']:.2f} | {1e3 * x['compute_s']:.2f} | "
               f"{x['gfma_in_cache']:.0f} ({x['gfma_peak']:.0f}) | {1e3 * max(x['stream_s'], x['compute_s']):.2f} | "
@@ -648,8 +648,8 @@ def main(argv=None):
     parser.add_argument("--dtypes", type=lambda text: text.split(","),
                         help="sections a, overlap: float64,float32 (default both)")
     parser.add_argument("--clock", choices=("wall", "cpu"), default="wall",
-                        help="sections a and b: wall time, or CPU time of the (single) timing thread, which leaves "
-                             "out waiting for a core on a loaded machine (memory traffic of other jobs still counts)")
+                        help="sections a, overlap and b: wall time, or CPU time of the (single) timing thread, "
+                             "which leaves out waiting for a core on a loaded machine (memory traffic of other jobs still counts)")
     arguments = parser.parse_args(argv)
     sections = [s for s in arguments.sections.split(",") if s]
     unknown = set(sections) - set(SECTIONS)
