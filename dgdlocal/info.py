@@ -126,7 +126,7 @@ def format_text(summary: dict) -> str:
         if "within_bound" in step:
             verdict = "  (below the bound)" if step["within_bound"] else "  (above this sufficient bound)"
         bound = step["bound_thm25"]
-        bound = "none (ω ≥ 1/2)" if bound is not None and bound <= 0 else _number(bound, ".4g")
+        bound = "n/a" if bound is None else topology.describe_step_bound(bound, ".4g")
         lines.append(f"step          µ = {step['step_size']:.4g} ({step['rule']}); Thm 2.5 bound (1−2ω)/L = "
                      f"{bound} with L ≈ {_number(step['lipschitz_estimate'], '.4g')}" + verdict)
     if step.get("method") == "atc":

@@ -137,10 +137,6 @@ def build_network(config: RunConfig, J: int):
     return network, []
 
 
-def _bound_text(step_bound: float) -> str:
-    return f"{step_bound:.3g}" if step_bound > 0 else "none (ω ≥ 1/2)"
-
-
 def problem_shape(config: RunConfig) -> tuple[int, int]:
     """(n, m): rows × columns of the matrix (unknowns d × equations m for least squares)."""
     if config.data is None:
@@ -445,7 +441,7 @@ def _execute(config: RunConfig, context: Context, command: str, stop: StopReques
         f"{f' ({shift})' if shift else ''}: ω={summary['omega']:.3g}, "
         f"λ_min={summary['lambda_min']:.3g}, spectral gap={summary['spectral_gap']:.3g}\n"
         f"dgdlocal: step {prepared.step_size:.3g} ({'auto' if config.step == 'auto' else 'given'}; "
-        f"Thm 2.5 bound (1-2ω)/L = {_bound_text(prepared.step_bound)} with L ≈ {prepared.lipschitz:.3g}), "
+        f"Thm 2.5 bound (1-2ω)/L = {topology.describe_step_bound(prepared.step_bound)} with L ≈ {prepared.lipschitz:.3g}), "
         f"up to {config.iterations} iterations, tolerance {config.tolerance:g}")
     if not config.simulate:
         places = context.reducer.gather_values([(f"{socket.gethostname()}:{os.getpid()}", supervisor_pid())])

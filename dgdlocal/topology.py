@@ -280,6 +280,11 @@ def describe_shift(t: float) -> str:
     return f"self-weight shift {1 - t:.3g}·W + {t:.3g}·I" if t > 0 else ""
 
 
+def describe_step_bound(bound: float, spec: str = ".3g") -> str:
+    """Thm 2.5's sufficient step bound (1 − 2ω)/L for summaries; stored as 0 when ω ≥ 1/2 (no step covered)."""
+    return format(bound, spec) if bound > 0 else "none (ω ≥ 1/2)"
+
+
 def omega(W) -> float:
     """ω = max_j Σ_{i≠j} W_ji, the largest total weight a rank gives its neighbours."""
     off = np.array(W, dtype=np.float64)

@@ -438,3 +438,10 @@ def test_topology_module_is_pure_numpy():
         elif isinstance(node, ast.ImportFrom) and node.level == 0:
             imported.add(node.module.split(".")[0])
     assert imported <= {"__future__", "math", "dataclasses", "numpy"}, imported
+
+
+def test_describe_step_bound():
+    """Thm 2.5's bound is stored as 0 when ω ≥ 1/2 and then shown as none."""
+    assert topology.describe_step_bound(0.0) == "none (ω ≥ 1/2)"
+    assert topology.describe_step_bound(0.0123456) == "0.0123"
+    assert topology.describe_step_bound(0.0123456, ".4g") == "0.01235"

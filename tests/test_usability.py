@@ -145,6 +145,8 @@ def test_info_text(result):
     for expected in ("status converged", "30×40", "rank r=3", "J=4 (simulated)", "m_j = 10", "path, weights metropolis",
                      "ω = ", "spectral gap", "Thm 2.5 bound", "final", "relative error", "rank 3", "compute"):
         assert expected in stdout, expected
+    bound = json.loads(dgdlocal("info", result, "--json")[1])["step"]["bound_thm25"]
+    assert ("(1−2ω)/L = none (ω ≥ 1/2)" in stdout) == (bound == 0.0)
 
 
 def test_info_json(result):
