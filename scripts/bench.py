@@ -199,15 +199,21 @@ def section_overlap(quick, repeats, sizes=None, ranks=None, dtypes=None):
                 calls = max(1, Y.size // Y_block.size)
                 block_pass()   # compile or load from numba's cache, untimed
                 kernels.gram_products(U, V, Y)
-                stream, compute, measured = [], [], []
-                for _ in range(repeats):   # interleaved, so all three see the same machine load
+                Ut = np.ascontiguousarray(U.T)
+                stream, compute, measured, blas_YV, blas_UtY = [], [], [], [], []
+                for _ in range(repeats):   # interleaved, so all see the same machine load
                     stream.append(min(median_time(lambda: Y @ x, 1), median_time(lambda: np.sum(Y), 1)))
                     compute.append(median_time(lambda: [block_pass() for _ in range(calls)], 1)
                                    * Y.size / (calls * Y_block.size))
                     measured.append(median_time(lambda: kernels.gram_products(U, V, Y), 1))
-                t_stream, t_compute, t_pass = (float(np.median(v)) for v in (stream, compute, measured))
+                    # the BLAS's own kernels from memory, each doing one of the pass's two products (half its work)
+                    blas_YV.append(median_time(lambda: Y @ V, 1))
+                    blas_UtY.append(median_time(lambda: Ut @ Y, 1))
+                t_stream, t_compute, t_pass, t_YV, t_UtY = (float(np.median(v)) for v in
+                                                            (stream, compute, measured, blas_YV, blas_UtY))
                 rows.append(dict(dtype=dtype.name, MB=size, n=n, m_j=m_j, r=r, stream_s=t_stream, compute_s=t_compute,
-                                 pass_s=t_pass, ratio=t_pass / t_stream,
+                                 pass_s=t_pass, ratio=t_pass / t_stream, blas_YV_ratio=t_YV / t_stream,
+                                 blas_UtY_ratio=t_UtY / t_stream,
                                  overlap=(t_stream + t_compute - t_pass) / min(t_stream, t_compute),
                                  gfma_in_cache=2 * r * Y.size / t_compute / 1e9,
                                  gfma_peak=peaks[dtype.name] / 2))
@@ -219,14 +225,16 @@ def section_overlap(quick, repeats, sizes=None, ranks=None, dtypes=None):
              "Overlap = (stream + compute − pass) / min(stream, compute): 1 is perfect overlap (pass = max), "
              "0 none (pass = sum). Peak = a large matrix product "
              f"in the BLAS in use{f' (OPENBLAS_CORETYPE={blas})' if blas else ''}: "
-             + ", ".join(f"{name} {gflops / 2:.0f} G FMA/s" for name, gflops in peaks.items()) + ".", "",
+             + ", ".join(f"{name} {gflops / 2:.0f} G FMA/s" for name, gflops in peaks.items()) + ". "
+             "BLAS Y V, BLAS Uᵀ Y: numpy's matmul (the BLAS) on the whole Y_j, each one of the pass's two products, "
+             "over the same stream time.", "",
              "| dtype | Y_j MB | r | stream [ms] | compute in cache [ms] | G FMA/s in cache (peak) | max model | "
-             "sum model | pass [ms] | pass / stream | overlap |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "sum model | pass [ms] | pass / stream | overlap | BLAS Y V / stream | BLAS Uᵀ Y / stream |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     table += [f"| {x['dtype']} | {x['MB']} | {x['r']} | {1e3 * x['stream_s']:.2f} | {1e3 * x['compute_s']:.2f} | "
               f"{x['gfma_in_cache']:.0f} ({x['gfma_peak']:.0f}) | {1e3 * max(x['stream_s'], x['compute_s']):.2f} | "
               f"{1e3 * (x['stream_s'] + x['compute_s']):.2f} | {1e3 * x['pass_s']:.2f} | **{x['ratio']:.2f}** | "
-              f"{x['overlap']:.2f} |" for x in rows]
+              f"{x['overlap']:.2f} | {x['blas_YV_ratio']:.2f} | {x['blas_UtY_ratio']:.2f} |" for x in rows]
     return dict(rows=rows, peak_gflops=peaks, openblas_coretype=blas), table
 
 

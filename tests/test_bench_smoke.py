@@ -16,7 +16,8 @@ def test_bench_quick_writes_json_and_markdown(tmp_path):
         results = json.load(handle)
     assert {"meta", "a", "overlap", "b", "gap"} <= set(results)
     assert all(row["ratio"] > 0 for row in results["a"])
-    assert all(row["pass_s"] > 0 and row["compute_s"] > 0 for row in results["overlap"]["rows"])   # none without numba
+    assert all(row["pass_s"] > 0 and row["compute_s"] > 0 and row["blas_YV_ratio"] > 0 and row["blas_UtY_ratio"] > 0
+               for row in results["overlap"]["rows"])   # none without numba
     markdown = (tmp_path / "bench.md").read_text()
     assert all(title in markdown for title in ("Roofline", "arithmetic roofs", "formulations", "spectral gap"))
 
