@@ -2,7 +2,7 @@
 """Benchmarks of dgdlocal on this machine; writes a JSON file and a markdown table.
 
     python scripts/bench.py [--quick] [--sections a,overlap,b,c,d,e,pingpong,gap,weights] [--out DIR]
-                            [--sizes 256,512 --ranks 1,2,3,5 --dtypes float64]   # sections a, overlap only
+                            [--sizes 256,512 --ranks 1,2,3,5 --dtypes float64]   # sections a, overlap (--ranks also c)
 
 Sections (issue 6): a roofline (stream Y_j once vs one iteration), overlap the compiled pass
 against the memory roof and its own speed on a block in cache, b the three local-gradient
@@ -313,31 +313,39 @@ def run_timed(J, n, m, r, iterations, workdir, tag, extra=()):
                 compute=result["compute"], wait=result["wait"], diagnostics=result["diagnostics"])
 
 
-def section_c(quick, repeats, workdir):
-    n, m_per_rank, r = (400, 2000, 5) if quick else (2000, 8192, 5)
+def section_c(quick, repeats, workdir, ranks=None):
+    """Strong (one matrix on 1 and 2 ranks) and weak (one Y_j per rank) scaling, per r in `ranks`:
+    r = 5 is close to memory-bound with the compiled pass (both ranks share the memory bus), r = 20 compute-bound."""
+    n, m_per_rank = (400, 2000) if quick else (2000, 8192)
+    ranks = ranks or ([5] if quick else [5, 20])
     iterations = 20 if quick else 60
     runs = {"strong J=1": (1, 2 * m_per_rank), "strong J=2": (2, 2 * m_per_rank),
             "weak J=1": (1, m_per_rank), "weak J=2": (2, 2 * m_per_rank)}
-    samples = {name: [] for name in runs}
-    for _ in range(repeats):
+    results, table = [], [f"n = {n}, {iterations} iterations, per-iteration time = max over ranks of "
+                          f"(compute + wait) from /timing; median of {repeats}, runs interleaved.", ""]
+    for r in ranks:
+        samples = {name: [] for name in runs}
+        for _ in range(repeats):
+            for name, (J, m) in runs.items():
+                samples[name].append(run_timed(J, n, m, r, iterations, workdir,
+                                               name.replace(" ", "_").replace("=", "")))
+        med = {name: float(np.median([s["iteration_s"] for s in runs_])) for name, runs_ in samples.items()}
+        wait = {name: float(np.median([s["wait_share"] for s in runs_])) for name, runs_ in samples.items()}
+        result = dict(n=n, m_per_rank=m_per_rank, r=r, iterations=iterations, iteration_s=med, wait_share=wait,
+                      strong_speedup=med["strong J=1"] / med["strong J=2"],
+                      weak_efficiency=med["weak J=1"] / med["weak J=2"],
+                      samples={k: [s["iteration_s"] for s in v] for k, v in samples.items()})
+        results.append(result)
+        print(f"c {result}", flush=True)
+        table += [f"r = {r}:", "", "| run | m | Y_j per rank [MB] | iteration [ms] | wait share (max rank) |",
+                  "|---|---|---|---|---|"]
         for name, (J, m) in runs.items():
-            samples[name].append(run_timed(J, n, m, r, iterations, workdir, name.replace(" ", "_").replace("=", "")))
-    med = {name: float(np.median([s["iteration_s"] for s in runs_])) for name, runs_ in samples.items()}
-    wait = {name: float(np.median([s["wait_share"] for s in runs_])) for name, runs_ in samples.items()}
-    result = dict(n=n, m_per_rank=m_per_rank, r=r, iterations=iterations, iteration_s=med, wait_share=wait,
-                  strong_speedup=med["strong J=1"] / med["strong J=2"],
-                  weak_efficiency=med["weak J=1"] / med["weak J=2"],
-                  samples={k: [s["iteration_s"] for s in v] for k, v in samples.items()})
-    print(f"c {result}", flush=True)
-    table = [f"n = {n}, r = {r}, {iterations} iterations, per-iteration time = max over ranks of (compute + wait) "
-             f"from /timing; median of {repeats}.", "",
-             "| run | m | Y_j per rank [MB] | iteration [ms] | wait share (max rank) |", "|---|---|---|---|---|"]
-    for name, (J, m) in runs.items():
-        table.append(f"| {name} | {m} | {n * m // J * 8 / MB:.0f} | {1e3 * med[name]:.2f} | {100 * wait[name]:.1f} % |")
-    table += ["", f"strong-scaling speed-up 1→2 ranks: **{result['strong_speedup']:.2f}** (goal ≥ 1.8); "
-              f"weak-scaling efficiency: **{result['weak_efficiency']:.2f}** (goal ≥ 0.9); "
-              f"largest wait share: **{100 * max(wait.values()):.1f} %** (goal ≤ 10 %)"]
-    return result, table
+            table.append(f"| {name} | {m} | {n * m // J * 8 / MB:.0f} | {1e3 * med[name]:.2f} | "
+                         f"{100 * wait[name]:.1f} % |")
+        table += ["", f"strong-scaling speed-up 1→2 ranks: **{result['strong_speedup']:.2f}** (goal ≥ 1.8); "
+                  f"weak-scaling efficiency: **{result['weak_efficiency']:.2f}** (goal ≥ 0.9); "
+                  f"largest wait share: **{100 * max(wait.values()):.1f} %** (goal ≤ 10 %)", ""]
+    return results, table
 
 
 # --------------------------------------------------------------------------- d: time to solution
@@ -652,7 +660,8 @@ def main(argv=None):
     parser.add_argument("--out", default="bench-results", help="directory for bench.json and bench.md")
     parser.add_argument("--sizes", type=_int_list,
                         help="sections a, overlap: sizes of Y_j in MB (default 8,64,256,512,1024; overlap 256)")
-    parser.add_argument("--ranks", type=_int_list, help="sections a, overlap: ranks r (default 1,2,3,5,10; overlap 1,2,3,5)")
+    parser.add_argument("--ranks", type=_int_list,
+                        help="sections a, overlap, c: ranks r (default 1,2,3,5,10; overlap 1,2,3,5; c 5,20)")
     parser.add_argument("--dtypes", type=lambda text: text.split(","),
                         help="sections a, overlap: float64,float32 (default both)")
     parser.add_argument("--clock", choices=("wall", "cpu"), default="wall",
@@ -699,7 +708,7 @@ def main(argv=None):
             elif section == "b":
                 data, table = section_b(arguments.quick, repeats)
             elif section == "c":
-                data, table = section_c(arguments.quick, max(1, min(repeats, 3)), workdir)
+                data, table = section_c(arguments.quick, max(1, min(repeats, 3)), workdir, arguments.ranks)
             elif section == "d":
                 data, table = section_d(arguments.quick, workdir)
             elif section == "e":
