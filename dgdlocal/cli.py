@@ -157,13 +157,15 @@ def _add_run(parser):
     algorithm = parser.add_argument_group("algorithm")
     algorithm.add_argument("--step", type=_number(float, "step", minimum=0.0, strict=True, allow_auto=True),
                            default="auto", help="step size µ > 0, or auto: 0.5·min(1, 1+λ_min(W̃))/L, L from a power iteration (default auto)")
-    algorithm.add_argument("--method", choices=["dgd-local", "extra", "atc"], default=DEFAULTS.method,
+    algorithm.add_argument("--method", choices=["dgd-local", "extra", "atc", "atc-overlap"], default=DEFAULTS.method,
                            help="dgd-local: the papers' update (default); extra: EXTRA's correction on the U step "
                                 "(same single exchange per iteration, one more n×r array per rank), which reaches "
                                 "the centralized optimum also when rank(Y) > r, e.g. the truncated SVD of full-rank "
                                 "data (not with --preconditioner scaled or --balance); atc: adapt, then combine, "
                                 "U_j ← Σ_i W̃_ji (U_i − sµ∇_U f_i): fewer iterations, but the exchange waits for the "
-                                "local pass instead of overlapping it (not with --preconditioner scaled)")
+                                "local pass instead of overlapping it; atc-overlap: atc with the neighbours' sµ∇_U f_i "
+                                "one iteration late, so the exchange (2× the bytes: U_j and that step) overlaps the "
+                                "pass again, with atc's iteration counts (neither atc form with --preconditioner scaled)")
     algorithm.add_argument("--preconditioner", choices=["none", "scaled"], default="none",
                            help="scaled: ScaledGD-style steps, ∇_V f_j (U_jᵀU_j + λI)⁻¹ and ∇_U f_j (VᵀV + λI)⁻¹ with "
                                 "VᵀV from one r×r all-reduce per iteration; nearly κ-independent iteration counts on "

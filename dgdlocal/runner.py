@@ -176,9 +176,9 @@ def check_settings(config: RunConfig) -> None:
     if config.init == "spectral" and config.problem == "least-squares":
         raise InputError("--init spectral is for the low-rank problems; least squares starts from --init random.",
                          collective=True)
-    if config.method == "atc" and config.preconditioner == "scaled":
-        raise InputError("--method atc (adapt, then combine) runs on plain gradient steps; it does not combine with "
-                         "--preconditioner scaled (drop one of the two).", collective=True)
+    if config.method in ("atc", "atc-overlap") and config.preconditioner == "scaled":
+        raise InputError(f"--method {config.method} (adapt, then combine) runs on plain gradient steps; it does not "
+                         "combine with --preconditioner scaled (drop one of the two).", collective=True)
     if config.method == "extra" and (config.preconditioner == "scaled" or config.balance > 0):
         raise InputError(f"--method extra runs EXTRA's correction on plain gradient steps; it does not combine with "
                          + ("--preconditioner scaled" if config.preconditioner == "scaled" else "--balance")
@@ -228,7 +228,7 @@ class Prepared:
     fingerprint: str | None = None        # of the data (coordinator only)
     start_iteration: int = 0              # > 0 when resumed from a checkpoint
     history: dict | None = None           # diagnostics before start_iteration (coordinator only)
-    correction: list | None = None        # --method extra resumed: EXTRA's D_j at the checkpoint
+    correction: list | None = None        # --method extra / atc-overlap resumed: the D_j at the checkpoint
     u_step_curvature: float | None = None  # --u-step-scale auto resumed: SharedStep.state at the checkpoint
     elapsed_before: float = 0.0           # seconds spent before the checkpoint
 
@@ -312,7 +312,7 @@ def _resumed_point(config, context, local_problems, offsets, fingerprint):
     V = [s[1] if p.has_local else None for s, p in zip(starts, local_problems)]
     resumed = dict(start_iteration=int(attrs["iteration"]), elapsed_before=float(attrs["elapsed"]),
                    history=state["history"] if context.is_root else None)
-    if config.method == "extra" and starts[0][2] is not None:   # none stored: EXTRA starts at its k = 0 form
+    if config.method in ("extra", "atc-overlap") and starts[0][2] is not None:   # none stored: the k = 0 form
         resumed["correction"] = [s[2] for s in starts]
     if "u_step_curvature" in attrs:
         resumed["u_step_curvature"] = float(attrs["u_step_curvature"])
@@ -394,8 +394,12 @@ def solve(prepared: Prepared, config: RunConfig, context: Context, on_record=Non
                                align=solver.Align(config.rebalance_every, config.align_gain)
                                if config.rebalance_every > 0 and config.align_gain > 0 else None,
                                shared_step=shared_step(prepared, config, context.J),
-                               adapt_then_combine=config.method == "atc")
-    exchange = context.make_exchange(prepared.network.weights, prepared.U[0].shape, np.dtype(config.dtype))
+                               adapt_then_combine=config.method == "atc",
+                               delayed=solver.DelayedCombine(prepared.U, prepared.correction)
+                               if config.method == "atc-overlap" else None)
+    n, r = prepared.U[0].shape
+    message_shape = (n, 2 * r) if config.method == "atc-overlap" else (n, r)   # atc-overlap sends [U_j, D_j]
+    exchange = context.make_exchange(prepared.network.weights, message_shape, np.dtype(config.dtype))
     try:
         return solver.run(prepared.problems, context.local_ranks, prepared.U, prepared.V, settings, exchange,
                           context.reducer, on_record=on_record, start_iteration=prepared.start_iteration,
@@ -435,7 +439,9 @@ def _execute(config: RunConfig, context: Context, command: str, stop: StopReques
     say(context, config,
         f"dgdlocal: {'DGD+LOCAL' if prepared.problems[0].has_local else 'classical DGD'}"
         f"{' with EXTRA' if config.method == 'extra' else ''}"
-        f"{' (adapt, then combine)' if config.method == 'atc' else ''} {config.problem}, "
+        f"{' (adapt, then combine)' if config.method == 'atc' else ''}"
+        f"{' (adapt, then combine; the neighbours step one iteration late)' if config.method == 'atc-overlap' else ''}"
+        f" {config.problem}, "
         f"{n}×{m}, rank {r}, on J={J} "
         f"{'simulated ' if config.simulate else ''}ranks; {network.source} network"
         f"{f' ({shift})' if shift else ''}: ω={summary['omega']:.3g}, "

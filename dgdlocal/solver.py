@@ -10,7 +10,9 @@ rotation R_j brings much closer to rank 0's copy is rotated, U_j ← U_j R_j, V_
 U_j ← U_j A, V_j ← V_j A⁻ᵀ when the factors have drifted out of balance (Rebalance). With --method extra the U step
 carries EXTRA's correction (class Extra), with the same single exchange of U_j per iteration. With --method atc
 (adapt, then combine) the ranks exchange the adapted copies instead, U_j ← Σ_i W̃_ji (U_i − µ ∇_U f_i(U_i, V_i)),
-posted after the local pass (the papers' order posts U_j before it, so the exchange overlaps the pass).
+posted after the local pass (the papers' order posts U_j before it, so the exchange overlaps the pass). With
+--method atc-overlap (class DelayedCombine) the neighbours' part of that step arrives one iteration late, so the
+exchange is again posted before the pass.
 
 The loop sees the network through two small objects, so it knows nothing of
 MPI, files or argv:
@@ -152,6 +154,7 @@ class Settings:
     align: "Align | None" = None          # --rebalance-every with --align-gain
     shared_step: "SharedStep | None" = None  # --u-step-scale other than 1
     adapt_then_combine: bool = False      # --method atc: exchange U_j − sµ∇_U f_j after the local pass
+    delayed: "DelayedCombine | None" = None  # --method atc-overlap
 
 
 @dataclass
@@ -164,7 +167,7 @@ class Outcome:
     mean_U: np.ndarray | None = None
     timing: dict = field(default_factory=dict)        # per process: compute, wait, diagnostics
     rebalances: int = 0                               # gauge changes made by Rebalance in this run
-    correction: list | None = None                    # --method extra: EXTRA's D_j^{k-1} for the local blocks
+    correction: list | None = None                    # --method extra / atc-overlap: D_j for the local blocks
     alignments: int = 0                               # copies rotated by Align in this run (all ranks)
     u_step_scale: tuple | None = None                 # --u-step-scale: (smallest, last) s used in this run
     u_step_state: float | None = None                 # --u-step-scale auto: SharedStep.state at the last iterate
@@ -241,14 +244,15 @@ class Rebalance:
         stretch = np.linalg.svd(gauge[0], compute_uv=False)
         return float(max(stretch[0], 1.0 / stretch[-1]) ** 2), gauge
 
-    def __call__(self, U, V, reducer, extra=None):
-        """The rebalanced (U, V); with --method extra, the EXTRA correction follows the gauge (Extra.regauge)."""
+    def __call__(self, U, V, reducer, carried=None):
+        """The rebalanced (U, V); with --method extra or atc-overlap, the stored D_j follow the gauge
+        (carried.regauge)."""
         ratio, gauge = self.imbalance(gram_totals(U, V, reducer))
         if gauge is None or ratio <= self.threshold:
             return U, V
         self.count += 1
-        if extra is not None:
-            extra.regauge(gauge[1])
+        if carried is not None:
+            carried.regauge(gauge[1])
         return apply_gauge(U, V, *gauge)
 
 
@@ -312,6 +316,53 @@ class Extra:
     def restart(self):
         """D ← 0: the next step is EXTRA's k = 0 form. Used after Align rotated some copies: D_j R_j with a different
         R_j on each rank would break Σ_j D_j = 0, and with it the fixed points (Σ_j g_j = Σ_j D_j / µ)."""
+        self.D = [np.zeros_like(D_j) for D_j in self.D]
+
+
+class DelayedCombine:
+    """--method atc-overlap: adapt-then-combine with the neighbours' adaptation one iteration late, per rank j:
+
+        U_j^{k+1} = Σ_i W̃_ji U_i^k − (W̃_jj D_j^k + Σ_{i≠j} W̃_ji D_i^{k−1}),   D_j^k = sµ ∇_U f_j(U_j^k, V_j^k),
+        D^{−1} = 0,
+
+    so the message [U_j^k, D_j^{k−1}] (n × 2r) is known before the local pass and its exchange overlaps the pass,
+    as in the papers' order, while the step is --method atc's Σ_i W̃_ji (U_i − D_i) up to the one-iteration lag of
+    the neighbours' D_i. A fixed point (D^k = D^{k−1}) is one of atc: U = W̃ (U − D). Measured in the serial
+    simulation: the iterations of atc (J = 2: those of centralized gradient descent), not those of the papers'
+    order (docs/performance.md §5). At J = 1 it is plain gradient descent, bit for bit.
+    """
+
+    def __init__(self, U, correction=None):
+        self.D = [np.zeros_like(U_j) for U_j in U] if correction is None else [np.array(D_j) for D_j in correction]
+
+    def messages(self, U):
+        """[U_j, D_j^{k−1}] side by side (n × 2r), one per local block: what each rank sends its neighbours."""
+        return [np.hstack([U_j, D_j]) for U_j, D_j in zip(U, self.D)]
+
+    @staticmethod
+    def split(neighbourhoods, r):
+        """The received entries (i, W̃_ji, [U_i, D_i]) as two lists of (i, W̃_ji, U_i) and (i, W̃_ji, D_i)."""
+        copies = [[(i, weight, both[:, :r]) for i, weight, both in entries] for entries in neighbourhoods]
+        lagged = [[(i, weight, both[:, r:]) for i, weight, both in entries] for entries in neighbourhoods]
+        return copies, lagged
+
+    def step(self, mixed, lagged, own_steps, own_ranks):
+        """U^{k+1} for the local blocks from Σ_i W̃_ji U_i^k, the received D_i^{k−1} and the own D_j^k; advances D."""
+        out = []
+        for j, (mixed_j, entries, own_step) in enumerate(zip(mixed, lagged, own_steps)):
+            combined = np.zeros_like(mixed_j)
+            for i, weight, D_i in entries:   # ascending i, the same order on every path
+                combined += weight * (own_step if i == own_ranks[j] else D_i)
+            out.append(mixed_j - combined)
+            self.D[j] = own_step
+        return out
+
+    def regauge(self, A_inv_T):
+        """After the gauge U_j ← U_j A, V_j ← V_j A⁻ᵀ: D_j ← D_j A⁻ᵀ (∇_U f_j maps to ∇_U f_j A⁻ᵀ)."""
+        self.D = [D_j @ A_inv_T.astype(D_j.dtype) for D_j in self.D]
+
+    def restart(self):
+        """D ← 0 (the k = 0 form), after Align rotated some copies by rank-dependent rotations."""
         self.D = [np.zeros_like(D_j) for D_j in self.D]
 
 
@@ -635,6 +686,8 @@ def _run(problems, own_ranks, U, V, settings: Settings, exchange, reducer, *, on
     align = settings.align if gauge_fixes else None
     extra = settings.extra
     atc = settings.adapt_then_combine
+    delayed = settings.delayed
+    carried = extra if extra is not None else delayed   # the per-rank D_j a checkpoint must keep
     shared_step = settings.shared_step if V[0] is not None else None
     timing = {"compute": 0.0, "wait": 0.0, "diagnostics": 0.0}
     recorder = _Recorder(settings, on_record, history) if reducer.is_root else None
@@ -647,10 +700,12 @@ def _run(problems, own_ranks, U, V, settings: Settings, exchange, reducer, *, on
                 break
             if checkpoint_every and iteration % checkpoint_every == 0:
                 checkpoint(iteration, U, V, recorder.history if recorder is not None else None,
-                           None if extra is None else extra.D,
+                           None if carried is None else carried.D,
                            None if shared_step is None else shared_step.state(iteration))
         t0 = clock()
-        if not atc:
+        if delayed is not None:
+            exchange.start(delayed.messages(U))
+        elif not atc:
             exchange.start(U)
         if shared_step is not None:
             shared_step.start(problems, V, reducer, iteration)
@@ -675,15 +730,20 @@ def _run(problems, own_ranks, U, V, settings: Settings, exchange, reducer, *, on
             exchange.start([U_j - u_step * step_j for U_j, step_j in zip(U, steps_U)])
         neighbourhoods = exchange.finish()
         t2 = clock()
+        if delayed is not None:
+            neighbourhoods, lagged = delayed.split(neighbourhoods, U[0].shape[1])
         # EXTRA steps from the pulls; it needs Σ_i W̃_ji U_i only for the diagnostics
         mixed = [mix(entries) for entries in neighbourhoods] if extra is None or diagnostic else None
+        if delayed is not None:   # from here on `mixed` is U^{k+1}, as with atc
+            mixed = delayed.step(mixed, lagged, [u_step * step_j for step_j in steps_U], own_ranks)
         pulls = None if extra is None else extra.pulls(neighbourhoods, U, own_ranks)
         timing["compute"] += t1 - t0
         timing["wait"] += t2 - t1
         if diagnostic:
             first = reducer.sum(_local_diagnostics(problems, U, V, values, grads_U, grads_V, neighbourhoods, mixed,
                                                    u_step, own_ranks, regularizer,
-                                                   None if scaled is None else scaled.metric, extra, pulls, atc))
+                                                   None if scaled is None else scaled.metric, extra, pulls,
+                                                   atc or delayed is not None))
             mean_U = reducer.sum(_local_sum(U)) / settings.J
             second = reducer.sum(_mean_diagnostics(problems, U, V, mean_U))
             decision = None
@@ -697,7 +757,7 @@ def _run(problems, own_ranks, U, V, settings: Settings, exchange, reducer, *, on
         if extra is not None:
             U = extra.step(U, pulls, steps_U, step)
         for j in range(len(problems)):
-            if atc:
+            if atc or delayed is not None:
                 U[j] = mixed[j]
             elif extra is None:
                 U[j] = mixed[j] - u_step * steps_U[j]
@@ -710,12 +770,12 @@ def _run(problems, own_ranks, U, V, settings: Settings, exchange, reducer, *, on
             t3 = clock()
             rotated = align.count
             U, V = align(U, V, reducer, own_ranks)
-            if extra is not None and align.count > rotated:   # the same count on every rank
-                extra.restart()
+            if carried is not None and align.count > rotated:   # the same count on every rank
+                carried.restart()
             timing["compute"] += clock() - t3
         if rebalance is not None and rebalance.due(iteration):
             t3 = clock()
-            U, V = rebalance(U, V, reducer, extra)
+            U, V = rebalance(U, V, reducer, carried)
             timing["compute"] += clock() - t3
     shared_state = None
     if shared_step is not None:
@@ -724,7 +784,7 @@ def _run(problems, own_ranks, U, V, settings: Settings, exchange, reducer, *, on
     return Outcome(status=status, iterations=iteration, U=U, V=V,
                    diagnostics=recorder.history if recorder is not None else {},
                    mean_U=mean_U, timing=timing, rebalances=0 if rebalance is None else rebalance.count,
-                   correction=None if extra is None else extra.D,
+                   correction=None if carried is None else carried.D,
                    alignments=0 if align is None else align.count,
                    u_step_scale=None if shared_step is None else (shared_step.smallest, shared_step.last),
                    u_step_state=shared_state)

@@ -153,6 +153,11 @@ def case_atc_with_scaled_preconditioner(tmp_path):
     return 2, ["--method", "atc", "--preconditioner", "scaled"], "--method atc .* does not combine with --preconditioner"
 
 
+def case_atc_overlap_with_scaled_preconditioner(tmp_path):
+    return 2, ["--method", "atc-overlap", "--preconditioner", "scaled"], \
+        "--method atc-overlap .* does not combine with --preconditioner"
+
+
 def case_unknown_weight_transform(tmp_path):
     return 2, ["--weight-transform", "halfway"], "weight-transform.*invalid choice"
 

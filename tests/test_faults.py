@@ -310,8 +310,9 @@ def test_resume_needs_a_checkpoint(tmp_path):
     assert code == 2 and "holds no checkpoint" in stderr and "Traceback" not in stderr
 
 
-@pytest.mark.parametrize("method", ["dgd-local", "atc"])
+@pytest.mark.parametrize("method", ["dgd-local", "atc", "atc-overlap"])
 def test_simulated_run_checkpoints_and_resumes_bit_for_bit(tmp_path, method):
+    """atc-overlap: the lagged steps D_j are in the checkpoint (/checkpoint/D), or the resumed run would differ."""
     simulate = [sys.executable, "-m", "dgdlocal", "run", "--simulate", "3", *map(str, SMALL),
                 "--iterations", "200", "--checkpoint-every", "30", "--method", method]
     code, _, stderr = launch([*simulate, "--output", str(tmp_path / "whole.h5")])
