@@ -93,7 +93,7 @@ def write_result(path: str, *, status: str, command: str, mpi_size: int, config:
     """Write the result file of schema version 1 (DESIGN §3), with a /checkpoint group if given.
 
     `checkpoint`: {"U": J×n×r, "V": m×r, "D": J×n×r or None, "attrs": {...}} — every rank's U_j and the whole
-    V at iterate `attrs["iteration"]` (and, with --method extra, every rank's EXTRA correction D_j);
+    V at iterate `attrs["iteration"]` (and, with --method extra or atc-overlap, every rank's D_j);
     /diagnostics then holds the history up to that iterate.
     """
     with atomic_h5(path) as handle:

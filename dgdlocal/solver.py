@@ -346,16 +346,20 @@ class DelayedCombine:
         lagged = [[(i, weight, both[:, r:]) for i, weight, both in entries] for entries in neighbourhoods]
         return copies, lagged
 
-    def step(self, mixed, lagged, own_steps, own_ranks):
-        """U^{k+1} for the local blocks from Σ_i W̃_ji U_i^k, the received D_i^{k−1} and the own D_j^k; advances D."""
+    @staticmethod
+    def step(mixed, lagged, own_steps, own_ranks):
+        """U^{k+1} for the local blocks from Σ_i W̃_ji U_i^k, the received D_i^{k−1} and the own D_j^k."""
         out = []
         for j, (mixed_j, entries, own_step) in enumerate(zip(mixed, lagged, own_steps)):
             combined = np.zeros_like(mixed_j)
             for i, weight, D_i in entries:   # ascending i, the same order on every path
                 combined += weight * (own_step if i == own_ranks[j] else D_i)
             out.append(mixed_j - combined)
-            self.D[j] = own_step
         return out
+
+    def advance(self, own_steps):
+        """D ← D^k, once the iterate moves to k + 1 (a run that stops at k keeps D^{k−1}, the state of iterate k)."""
+        self.D = list(own_steps)
 
     def regauge(self, A_inv_T):
         """After the gauge U_j ← U_j A, V_j ← V_j A⁻ᵀ: D_j ← D_j A⁻ᵀ (∇_U f_j maps to ∇_U f_j A⁻ᵀ)."""
@@ -735,7 +739,8 @@ def _run(problems, own_ranks, U, V, settings: Settings, exchange, reducer, *, on
         # EXTRA steps from the pulls; it needs Σ_i W̃_ji U_i only for the diagnostics
         mixed = [mix(entries) for entries in neighbourhoods] if extra is None or diagnostic else None
         if delayed is not None:   # from here on `mixed` is U^{k+1}, as with atc
-            mixed = delayed.step(mixed, lagged, [u_step * step_j for step_j in steps_U], own_ranks)
+            own_steps = [u_step * step_j for step_j in steps_U]
+            mixed = delayed.step(mixed, lagged, own_steps, own_ranks)
         pulls = None if extra is None else extra.pulls(neighbourhoods, U, own_ranks)
         timing["compute"] += t1 - t0
         timing["wait"] += t2 - t1
@@ -756,6 +761,8 @@ def _run(problems, own_ranks, U, V, settings: Settings, exchange, reducer, *, on
                 break
         if extra is not None:
             U = extra.step(U, pulls, steps_U, step)
+        if delayed is not None:
+            delayed.advance(own_steps)
         for j in range(len(problems)):
             if atc or delayed is not None:
                 U[j] = mixed[j]

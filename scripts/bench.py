@@ -374,11 +374,12 @@ def centralized_gd(Y, U, V, step, cap, every, levels):
 
 
 #: section d's DGD+LOCAL runs: the papers' algorithm (lazy weights, step µ on U), the defaults (self-weight shift,
-#: --u-step-scale auto), and the defaults in adapt-then-combine order (README, --method atc)
+#: --u-step-scale auto), and the defaults in adapt-then-combine order (README, --method atc and atc-overlap)
 D_VARIANTS = (("DGD+LOCAL, 2 MPI ranks, ring, --weight-transform lazy --u-step-scale 1 (the papers')",
                ["--weight-transform", "lazy", "--u-step-scale", "1"]),
               ("DGD+LOCAL, 2 MPI ranks, ring, defaults", []),
-              ("DGD+LOCAL, 2 MPI ranks, ring, --method atc", ["--method", "atc"]))
+              ("DGD+LOCAL, 2 MPI ranks, ring, --method atc", ["--method", "atc"]),
+              ("DGD+LOCAL, 2 MPI ranks, ring, --method atc-overlap", ["--method", "atc-overlap"]))
 
 
 def section_d(quick, workdir):

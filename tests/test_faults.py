@@ -326,6 +326,24 @@ def test_simulated_run_checkpoints_and_resumes_bit_for_bit(tmp_path, method):
     _assert_identical(_read(tmp_path / "whole.h5"), _read(tmp_path / "part.h5"))
 
 
+@pytest.mark.parametrize("method", ["dgd-local", "extra", "atc-overlap"])
+def test_a_finished_run_continued_with_more_iterations_equals_the_longer_run(tmp_path, method):
+    """A run that stopped at its cap (status max_iters) resumed with a larger --iterations repeats the run made with
+    that cap from the start, bit for bit: the final checkpoint holds the state of the last iterate (for extra and
+    atc-overlap, D_j of that iterate, not of the step computed for the diagnostics there)."""
+    simulate = [sys.executable, "-m", "dgdlocal", "run", "--simulate", "3", *map(str, SMALL), "--noise", "0.3",
+                "--method", method, "--checkpoint-every", "1000"]   # no periodic checkpoint: only the final one
+    code, _, stderr = launch([*simulate, "--iterations", "200", "--output", str(tmp_path / "long.h5")])
+    assert code == 0, stderr
+    code, _, stderr = launch([*simulate, "--iterations", "120", "--output", str(tmp_path / "short.h5")])
+    assert code == 0, stderr
+    assert _read(tmp_path / "short.h5")["status"] == "max_iters"
+    code, _, stderr = launch([sys.executable, "-m", "dgdlocal", "--resume", str(tmp_path / "short.h5"), "--simulate",
+                              "3", "--iterations", "200", "--force"])
+    assert code == 0, stderr
+    _assert_identical(_read(tmp_path / "long.h5"), _read(tmp_path / "short.h5"))
+
+
 def test_kill_9_of_every_process_at_random_moments_never_leaves_a_truncated_result(tmp_path):
     """Checkpoints every iteration of a problem whose file takes a while to write; SIGKILL to the whole
     job at random moments: the result file is either absent or a complete, readable checkpoint."""
