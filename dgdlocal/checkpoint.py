@@ -26,7 +26,7 @@ CONTINUATION_FIELDS = frozenset({"iterations", "tolerance", "log_every", "output
 
 
 #: Settings that checkpoints of older versions do not store, with the value those versions used.
-OLDER_DEFAULTS = {"u_step_scale": 1.0, "weight_transform": "lazy"}
+OLDER_DEFAULTS = {"u_step_scale": 1.0, "weight_transform": "lazy", "method": "dgd-local"}
 
 
 def block_digest(Y: np.ndarray) -> str:

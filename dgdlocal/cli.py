@@ -157,8 +157,9 @@ def _add_run(parser):
     algorithm = parser.add_argument_group("algorithm")
     algorithm.add_argument("--step", type=_number(float, "step", minimum=0.0, strict=True, allow_auto=True),
                            default="auto", help="step size µ > 0, or auto: 0.5·min(1, 1+λ_min(W̃))/L, L from a power iteration (default auto)")
-    algorithm.add_argument("--method", choices=["dgd-local", "extra", "atc", "atc-overlap"], default=DEFAULTS.method,
-                           help="dgd-local: the papers' update (default); extra: EXTRA's correction on the U step "
+    algorithm.add_argument("--method", choices=["auto", "dgd-local", "extra", "atc", "atc-overlap"], default="auto",
+                           help="auto (default): atc-overlap, or dgd-local with --preconditioner scaled; "
+                                "dgd-local: the papers' update; extra: EXTRA's correction on the U step "
                                 "(same single exchange per iteration, one more n×r array per rank), which reaches "
                                 "the centralized optimum also when rank(Y) > r, e.g. the truncated SVD of full-rank "
                                 "data (not with --preconditioner scaled or --balance); atc: adapt, then combine, "

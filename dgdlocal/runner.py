@@ -38,13 +38,18 @@ DEFAULT_CONDITION_NUMBER = 2.0
 INIT_SCALE_FACTOR = 1e-3
 
 
+#: --method auto: adapt-then-combine with the exchange behind the local pass; the papers' order where the atc forms
+#: do not apply (--preconditioner scaled takes metric steps and changes the gauge at every iteration).
+AUTO_METHOD, AUTO_METHOD_SCALED = "atc-overlap", "dgd-local"
+
+
 @dataclass
 class RunConfig:
     """Every resolved setting of a run; stored in /config of the result file."""
 
     problem: str = "factorization"
     algorithm: str = "auto"
-    method: str = "dgd-local"
+    method: str = "auto"        # resolved in __post_init__: AUTO_METHOD, or AUTO_METHOD_SCALED with scaled steps
     data: str | None = None
     n: int = DEFAULT_N
     m: int = DEFAULT_M
@@ -84,6 +89,10 @@ class RunConfig:
     config: str | None = None
     checkpoint_every: int = 0
     resume: str | None = None
+
+    def __post_init__(self):
+        if self.method == "auto":
+            self.method = AUTO_METHOD_SCALED if self.preconditioner == "scaled" else AUTO_METHOD
 
 
 class Context:

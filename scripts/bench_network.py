@@ -59,14 +59,15 @@ def done_before(out, J, topology, cap, defaults):
     return any(x.get("sweep") == "gap" and x["J"] == J and x["topology"] == topology
                and x.get("rebalance_every") == defaults.rebalance_every
                and x.get("u_step_scale", 1.0) == defaults.u_step_scale
+               and x.get("method", "dgd-local") == defaults.method
                and (x["iterations"] or x["cap"] >= cap) for x in rows)
 
 
-def gap(out, quick=False, runs=None, resume=False, rebalance_every=None, u_step_scale=None):
+def gap(out, quick=False, runs=None, resume=False, rebalance_every=None, u_step_scale=None, method=None):
     runs = runs or ([(4, "ring", 2000), (9, "torus", 2000)] if quick else GAP_RUNS)
     original = bench.runner.RunConfig
-    overrides = {name: value for name, value in (("rebalance_every", rebalance_every), ("u_step_scale", u_step_scale))
-                 if value is not None}
+    overrides = {name: value for name, value in (("rebalance_every", rebalance_every), ("u_step_scale", u_step_scale),
+                                                 ("method", method)) if value is not None}
     if overrides:  # bench.simulate builds its RunConfig with the defaults: change this one
         bench.runner.RunConfig = functools.partial(original, **overrides)
     defaults = bench.runner.RunConfig()
@@ -80,17 +81,19 @@ def gap(out, quick=False, runs=None, resume=False, rebalance_every=None, u_step_
             emit(out, dict(sweep="gap", J=J, topology=topology, cap=cap, seconds=round(time.time() - start, 1),
                            cpu_seconds=round(time.process_time() - cpu, 1), rebalance_every=defaults.rebalance_every,
                            rebalance_threshold=defaults.rebalance_threshold, u_step_scale=defaults.u_step_scale,
-                           **result))
+                           method=defaults.method, **result))
     finally:
         bench.runner.RunConfig = original
 
 
-def weights(out):
+def weights(out, method=None):
     demo = "/tmp/dgdlocal-paper-demo.npy"
     bench.paper_demo_matrix(demo)
     sigma = {}
+    chosen = {} if method is None else {"method": method}
 
     def run(label, J, n, m, r, topology, rule, multiple, cap, **extra):
+        extra = {**chosen, **extra}
         key = (label, topology)
         if multiple not in ("auto",) and not str(multiple).startswith("µ=") and key not in sigma:
             sigma[key] = bench.simulate(J, n=n, m=m, r=r, topology=topology, cap=0, **extra)["sigma1"]
@@ -103,6 +106,7 @@ def weights(out):
         start = time.time()
         result = bench.simulate(J, n=n, m=m, r=r, topology=topology, rule=rule, step=step, cap=cap, **extra)
         emit(out, dict(sweep="weights", shape=label, topology=topology, rule=rule, step_rule=str(multiple), cap=cap,
+                       method=extra.get("method", bench.runner.RunConfig().method),
                        seconds=round(time.time() - start, 1), **result))
 
     demo_args = dict(J=10, n=50, m=200, r=10, data=demo, edge_probability=0.3)
@@ -158,6 +162,9 @@ def main():
                         "default (0: plain DGD+LOCAL, as before the default rebalancing)")
     parser.add_argument("--u-step-scale", type=lambda text: text if text == "auto" else float(text),
                         help="gap runs with this --u-step-scale instead of the default (1: the papers' U step)")
+    parser.add_argument("--method", choices=("auto", "dgd-local", "atc", "atc-overlap", "extra"),
+                        help="gap and weights runs with this --method instead of the default (auto: atc-overlap; the "
+                             "tables of docs/performance.md §7a and §8 were measured with dgd-local)")
     parser.add_argument("--resume", action="store_true", help="skip gap runs already in --out (converged or with "
                         "at least that cap)")
     arguments = parser.parse_args()
@@ -165,9 +172,9 @@ def main():
         table(arguments.path)
     elif arguments.sweep == "gap":
         gap(arguments.out, arguments.quick, arguments.rows, arguments.resume, arguments.rebalance_every,
-            arguments.u_step_scale)
+            arguments.u_step_scale, arguments.method)
     else:
-        weights(arguments.out)
+        weights(arguments.out, arguments.method)
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ def iterations_to_tolerance(J, topology, kappa, preconditioner, *, n, m, r, seed
     config = runner.RunConfig(n=n, m=m, rank=r, condition_number=kappa, topology=topology, seed=seed,
                               preconditioner=preconditioner, iterations=cap, tolerance=tolerance, log_every=10,
                               u_step_scale=1.0,   # "plain": the papers' step on U (auto is 1 with scaled anyway)
-                              weight_transform="lazy",   # the weights of §9's measurements
+                              weight_transform="lazy", method="dgd-local",   # the weights of §9's measurements
                               quiet=True, simulate=J, force=True,
                               output=os.path.join(tempfile.gettempdir(), "dgdlocal-bench-precond-unused.h5"))
     context = runner.simulated_context(J)

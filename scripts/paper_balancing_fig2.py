@@ -63,7 +63,7 @@ def main(argv=None) -> dict:
     for mu in CENTRAL_MUS:
         config = runner.RunConfig(problem="sensing", n=n, m=m, rank=r, truth="gaussian", balance=mu / p,
                                   iterations=size["iterations"], tolerance=0.0, log_every=10, seed=2, topology="ring",
-                                  rebalance_every=0, u_step_scale=1.0, weight_transform="lazy")
+                                  rebalance_every=0, u_step_scale=1.0, weight_transform="lazy", method="dgd-local")
         central[mu] = launcher.run(config, 1, f"fig2_central_mu{mu:g}")
 
     J = size["J"]
@@ -78,7 +78,7 @@ def main(argv=None) -> dict:
     for mu in DISTRIBUTED_MUS:
         config = runner.RunConfig(problem="sensing", n=dn, m=dm, rank=dr, truth="gaussian", balance=mu / p_j,
                                   weights=weights_path, lazy=True, iterations=size["d_iterations"], tolerance=1e-13,
-                                  log_every=50, seed=2, rebalance_every=0, u_step_scale=1.0, weight_transform="lazy")
+                                  log_every=50, seed=2, rebalance_every=0, u_step_scale=1.0, weight_transform="lazy", method="dgd-local")
         distributed[mu] = launcher.run(config, J, f"fig2_distributed_mu{mu:g}")
     if not launcher.is_root:
         return {}

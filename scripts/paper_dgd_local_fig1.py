@@ -40,12 +40,12 @@ def main(argv=None) -> dict:
     # Left: factorization to the floor (tolerance 1e-13: relative error and consensus far below 1e-10).
     factorization = runner.RunConfig(problem="factorization", n=size["n"], m=size["m"], rank=size["rank"],
                                      topology="ring", iterations=size["iterations"], tolerance=1e-13,
-                                     log_every=20, seed=1, rebalance_every=0, u_step_scale=1.0, weight_transform="lazy")
+                                     log_every=20, seed=1, rebalance_every=0, u_step_scale=1.0, weight_transform="lazy", method="dgd-local")
     left = launcher.run(factorization, J, "fig1_factorization")
     # Right: classical DGD on least squares at the auto step and a tenth of it.
     lsq = runner.RunConfig(problem="least-squares", n=size["lsq_n"], m=size["lsq_m"], topology="ring",
                            iterations=size["lsq_iterations"], tolerance=0.0, log_every=20, seed=1,
-                           weight_transform="lazy")
+                           weight_transform="lazy", method="dgd-local")
     right = launcher.run(lsq, J, "fig1_dgd_least_squares")
     step = float(right["config"]["step_size"]) if right else None
     step = launcher.comm.bcast(step) if launcher.comm else step

@@ -99,7 +99,7 @@ def main(argv=None) -> dict:
     for r in size["ranks"]:
         config = runner.RunConfig(problem="factorization", data=path, rank=r, iterations=size["iterations"],
                                   tolerance=1e-12, log_every=100, seed=1, rebalance_every=0, u_step_scale=1.0,
-                                  weight_transform="lazy")
+                                  weight_transform="lazy", method="dgd-local")
         result = launcher.run(config, 1, f"camera_rank{r}")
         if result is not None:
             found[r] = result
@@ -108,7 +108,7 @@ def main(argv=None) -> dict:
             # plain: the papers' algorithm (no rebalancing), capped; extra: the product's defaults, to the tolerance
             plain = runner.RunConfig(problem="factorization", data=path, rank=r, topology="ring",
                                      iterations=size["distributed_iterations"], tolerance=1e-12, log_every=100,
-                                     seed=1, rebalance_every=0, u_step_scale=1.0, weight_transform="lazy")
+                                     seed=1, rebalance_every=0, u_step_scale=1.0, weight_transform="lazy", method="dgd-local")
             extra = runner.RunConfig(problem="factorization", data=path, rank=r, topology="ring", method="extra",
                                      iterations=size["iterations"], tolerance=1e-10, log_every=100, seed=1)
             for method, config in (("plain", plain), ("extra", extra)):

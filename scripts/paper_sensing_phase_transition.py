@@ -58,7 +58,7 @@ def main(argv=None) -> dict:
                     config = runner.RunConfig(problem="symmetric-sensing", n=n, rank=r, measurements=p,
                                               condition_number=1.0, init=init, iterations=cap, tolerance=1e-4,
                                               log_every=20, seed=1_000_000 * r + 100 * p + t,
-                                              weight_transform="lazy")   # the weights of docs/results.md
+                                              weight_transform="lazy", method="dgd-local")   # the weights and order of docs/results.md
                     with np.errstate(over="ignore", invalid="ignore"):   # a diverging run is a failure
                         _, diagnostics = launcher.solve(config, J)
                     if diagnostics is not None:

@@ -64,7 +64,7 @@ def main(argv=None) -> dict:
     def run(epsilon, step, name):
         config = runner.RunConfig(problem="factorization", n=n, m=m, rank=r, condition_number=2.0, seed=4,
                                   init_scale=epsilon, step=step, iterations=200000, tolerance=tolerance, log_every=1,
-                                  rebalance_every=0, u_step_scale=1.0, weight_transform="lazy")
+                                  rebalance_every=0, u_step_scale=1.0, weight_transform="lazy", method="dgd-local")
         result = launcher.run(config, J, name)
         return None if result is None else result["diagnostics"]
 

@@ -20,7 +20,7 @@ def test_atc_reaches_exact_consensus_and_the_global_optimum_in_fewer_iterations(
     """Exact-rank data: the copies agree and U Vᵀ = Y to 1e-10, in fewer iterations than the papers' order
     (measured 5–20 % fewer on these networks)."""
     settings = dict(topology=topology, n=40, m=24 * J, rank=3, condition_number=10.0, tolerance=1e-10, log_every=10)
-    _, plain = _simulate(J, **settings)
+    _, plain = _simulate(J, method="dgd-local", **settings)
     _, atc = _simulate(J, method="atc", **settings)
     assert plain.status == atc.status == "converged"
     last = {name: values[-1] for name, values in atc.diagnostics.items()}
@@ -53,7 +53,7 @@ def test_atc_on_one_rank_is_gradient_descent_like_dgd_local():
     """J = 1: no neighbours, so both orders are gradient descent, the iterates bit for bit; atc's gradient_norm,
     the fixed-point residual ‖z_k − z_{k+1}‖/µ, is then ‖∇f‖ up to that cancellation; no consensus penalty is formed."""
     settings = dict(n=30, m=40, rank=2, iterations=300, tolerance=0.0, log_every=10)
-    _, plain = _simulate(1, **settings)
+    _, plain = _simulate(1, method="dgd-local", **settings)
     _, atc = _simulate(1, method="atc", **settings)
     np.testing.assert_array_equal(atc.U[0], plain.U[0])
     np.testing.assert_array_equal(atc.V[0], plain.V[0])
@@ -68,9 +68,9 @@ def test_atc_overlap_reaches_exact_consensus_in_the_iterations_of_atc(topology, 
     """Exact-rank data: the copies agree and U Vᵀ = Y to 1e-10, in fewer iterations than the papers' order and
     about as many as atc (measured: 1240 / 1330 / 2020 / 1270 against atc's 1260 / 1360 / 2010 / 1310)."""
     settings = dict(topology=topology, n=40, m=24 * J, rank=3, condition_number=10.0, tolerance=1e-10, log_every=10)
-    _, plain = _simulate(J, **settings)
+    _, plain = _simulate(J, method="dgd-local", **settings)
     _, atc = _simulate(J, method="atc", **settings)
-    _, overlap = _simulate(J, method="atc-overlap", **settings)
+    _, overlap = _simulate(J, **settings)   # the default, --method auto
     assert plain.status == atc.status == overlap.status == "converged"
     last = {name: values[-1] for name, values in overlap.diagnostics.items()}
     assert last["relative_error"] <= 1e-10 and last["relative_consensus"] <= 1e-10
@@ -111,7 +111,7 @@ def test_atc_overlap_needs_at_most_1_2_times_the_iterations_of_centralized_gradi
 def test_atc_overlap_on_one_rank_is_gradient_descent_like_dgd_local():
     """J = 1: no neighbours, so the lagged part is empty and the iterates are plain gradient descent, bit for bit."""
     settings = dict(n=30, m=40, rank=2, iterations=300, tolerance=0.0, log_every=10)
-    _, plain = _simulate(1, **settings)
+    _, plain = _simulate(1, method="dgd-local", **settings)
     _, overlap = _simulate(1, method="atc-overlap", **settings)
     np.testing.assert_array_equal(overlap.U[0], plain.U[0])
     np.testing.assert_array_equal(overlap.V[0], plain.V[0])

@@ -54,7 +54,7 @@ def test_extra_reaches_exact_consensus_and_fit_on_exact_rank_data():
 def test_extra_on_one_rank_is_gradient_descent_bit_for_bit():
     """J = 1: W = [1], so D stays 0 and the step is U − µ∇_U f."""
     settings = dict(n=20, m=30, rank=3, noise=0.1, iterations=300, tolerance=0.0, log_every=50)
-    _, plain = _simulate(1, **settings)
+    _, plain = _simulate(1, method="dgd-local", **settings)
     _, extra = _simulate(1, method="extra", **settings)
     np.testing.assert_array_equal(extra.U[0], plain.U[0])
     np.testing.assert_array_equal(extra.V[0], plain.V[0])
