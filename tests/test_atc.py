@@ -155,3 +155,14 @@ def test_when_the_exchange_is_posted(method, posted_before_the_pass, columns):
         posts = [k for k, (event, _) in enumerate(events) if event == "post"]
         assert posts == ([0] if posted_before_the_pass else [3])
         assert events[posts[0]][1] == columns
+
+
+def test_method_auto_is_atc_overlap_and_dgd_local_with_scaled_steps():
+    """--method auto (the default) resolves when the configuration is made, so /config stores the order that ran."""
+    from dgdlocal import cli
+
+    assert runner.RunConfig().method == "atc-overlap"
+    assert runner.RunConfig(preconditioner="scaled").method == "dgd-local"
+    assert runner.RunConfig(method="atc", preconditioner="scaled").method == "atc"   # refused later, by check_settings
+    parsed = cli.build_parser().parse_args(["run", "--preconditioner", "scaled"])
+    assert parsed.method == "auto"

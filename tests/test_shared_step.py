@@ -112,12 +112,15 @@ def test_a_checkpoint_of_an_older_version_resumes_with_the_papers_u_step():
 
     from dgdlocal import checkpoint
 
-    newer = ("u_step_scale", "weight_transform")
+    newer = ("u_step_scale", "weight_transform", "method")
     stored = {name: value for name, value in asdict(runner.RunConfig()).items() if name not in newer}
     attrs = {"J": 2, "config_json": json.dumps(stored)}
     settings = checkpoint.resumed_settings(attrs, asdict(runner.RunConfig()), set(), "old.h5", 2)
-    # and the weights those versions built: (W + I)/2 when ω ≥ 1/2, not the self-weight shift
+    # and the weights those versions built: (W + I)/2 when ω ≥ 1/2, not the self-weight shift; the papers' order
     assert settings["u_step_scale"] == 1.0 and settings["weight_transform"] == "lazy"
-    attrs["config_json"] = json.dumps({**stored, "u_step_scale": "auto", "weight_transform": "shift"})
+    assert settings["method"] == "dgd-local" and runner.RunConfig(**settings).method == "dgd-local"
+    attrs["config_json"] = json.dumps({**stored, "u_step_scale": "auto", "weight_transform": "shift",
+                                       "method": "atc-overlap"})
     settings = checkpoint.resumed_settings(attrs, asdict(runner.RunConfig()), set(), "new.h5", 2)
     assert settings["u_step_scale"] == "auto" and settings["weight_transform"] == "shift"
+    assert settings["method"] == "atc-overlap"
