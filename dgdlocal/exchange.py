@@ -16,9 +16,10 @@ from .topology import neighbours
 
 
 class NeighbourExchange:
-    """Persistent Isend/Irecv of an n×r factor copy with the graph neighbours of this rank."""
+    """Persistent Isend/Irecv of an n×r factor copy (or of any fixed-shape array, e.g. 2 × n × r for
+    --method atc-overlap) with the graph neighbours of this rank."""
 
-    def __init__(self, comm, weights: np.ndarray, shape: tuple[int, int], dtype=np.float64):
+    def __init__(self, comm, weights: np.ndarray, shape: tuple, dtype=np.float64):
         self.rank = comm.Get_rank()
         self.neighbours = neighbours(weights, self.rank)
         self.graph = comm.Create_dist_graph_adjacent(self.neighbours, self.neighbours, reorder=False)

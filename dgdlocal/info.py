@@ -133,7 +133,7 @@ def format_text(summary: dict) -> str:
         lines.append("  method      atc: adapt, then combine (the exchange carries U_j − sµ∇_U f_j, after the local pass)")
     if step.get("method") == "atc-overlap":
         lines.append("  method      atc-overlap: adapt, then combine, the neighbours' step one iteration late (the "
-                     "exchange carries [U_j, sµ∇_U f_j], before the local pass)")
+                     "exchange carries [U_j; sµ∇_U f_j], before the local pass)")
     if step.get("method") == "extra":
         lines.append("  method      extra: EXTRA's correction on the U step (fixed points: the centralized critical points)")
     elapsed = iterations["elapsed_s"]

@@ -406,8 +406,9 @@ def solve(prepared: Prepared, config: RunConfig, context: Context, on_record=Non
                                adapt_then_combine=config.method == "atc",
                                delayed=solver.DelayedCombine(prepared.U, prepared.correction)
                                if config.method == "atc-overlap" else None)
-    n, r = prepared.U[0].shape
-    message_shape = (n, 2 * r) if config.method == "atc-overlap" else (n, r)   # atc-overlap sends [U_j, D_j]
+    message_shape = prepared.U[0].shape
+    if config.method == "atc-overlap":   # it sends [U_j; D_j]
+        message_shape = (2, *message_shape)
     exchange = context.make_exchange(prepared.network.weights, message_shape, np.dtype(config.dtype))
     try:
         return solver.run(prepared.problems, context.local_ranks, prepared.U, prepared.V, settings, exchange,

@@ -325,49 +325,67 @@ class DelayedCombine:
         U_j^{k+1} = Σ_i W̃_ji U_i^k − (W̃_jj D_j^k + Σ_{i≠j} W̃_ji D_i^{k−1}),   D_j^k = sµ ∇_U f_j(U_j^k, V_j^k),
         D^{−1} = 0,
 
-    so the message [U_j^k, D_j^{k−1}] (n × 2r) is known before the local pass and its exchange overlaps the pass,
-    as in the papers' order, while the step is --method atc's Σ_i W̃_ji (U_i − D_i) up to the one-iteration lag of
-    the neighbours' D_i. A fixed point (D^k = D^{k−1}) is one of atc: U = W̃ (U − D). Measured in the serial
+    so the message [U_j^k; D_j^{k−1}] (2 × n × r) is known before the local pass and its exchange overlaps the
+    pass, as in the papers' order, while the step is --method atc's Σ_i W̃_ji (U_i − D_i) up to the one-iteration
+    lag of the neighbours' D_i. A fixed point (D^k = D^{k−1}) is one of atc: U = W̃ (U − D). Measured in the serial
     simulation: the iterations of atc (J = 2: those of centralized gradient descent), not those of the papers'
     order (docs/performance.md §5). At J = 1 it is plain gradient descent, bit for bit.
+
+    Each local block's message lives in one (2, n, r) array, packed[j] = [U_j; D_j]: D_j is stored in it, so
+    posting the message copies only U_j in, and both halves arrive contiguous.
     """
 
     def __init__(self, U, correction=None):
-        self.D = [np.zeros_like(U_j) for U_j in U] if correction is None else [np.array(D_j) for D_j in correction]
+        self.packed = [np.zeros((2, *U_j.shape), dtype=U_j.dtype) for U_j in U]
+        if correction is not None:
+            for packed, D_j in zip(self.packed, correction):
+                packed[1] = D_j
+
+    @property
+    def D(self):
+        """D_j^{k−1} of the local blocks (views into the messages)."""
+        return [packed[1] for packed in self.packed]
 
     def messages(self, U):
-        """[U_j, D_j^{k−1}] side by side (n × 2r), one per local block: what each rank sends its neighbours."""
-        return [np.hstack([U_j, D_j]) for U_j, D_j in zip(U, self.D)]
+        """[U_j; D_j^{k−1}] (2 × n × r), one per local block: what each rank sends its neighbours."""
+        for packed, U_j in zip(self.packed, U):
+            packed[0] = U_j
+        return self.packed
 
     @staticmethod
-    def split(neighbourhoods, r):
-        """The received entries (i, W̃_ji, [U_i, D_i]) as two lists of (i, W̃_ji, U_i) and (i, W̃_ji, D_i)."""
-        copies = [[(i, weight, both[:, :r]) for i, weight, both in entries] for entries in neighbourhoods]
-        lagged = [[(i, weight, both[:, r:]) for i, weight, both in entries] for entries in neighbourhoods]
+    def split(neighbourhoods):
+        """The received entries (i, W̃_ji, [U_i; D_i]) as two lists of (i, W̃_ji, U_i) and (i, W̃_ji, D_i)."""
+        copies = [[(i, weight, both[0]) for i, weight, both in entries] for entries in neighbourhoods]
+        lagged = [[(i, weight, both[1]) for i, weight, both in entries] for entries in neighbourhoods]
         return copies, lagged
 
     @staticmethod
     def step(mixed, lagged, own_steps, own_ranks):
-        """U^{k+1} for the local blocks from Σ_i W̃_ji U_i^k, the received D_i^{k−1} and the own D_j^k."""
-        out = []
+        """U^{k+1} for the local blocks, in place of `mixed` (Σ_i W̃_ji U_i^k), from the received D_i^{k−1} and the
+        own D_j^k, subtracted in ascending i (the same order on every path)."""
         for j, (mixed_j, entries, own_step) in enumerate(zip(mixed, lagged, own_steps)):
-            combined = np.zeros_like(mixed_j)
-            for i, weight, D_i in entries:   # ascending i, the same order on every path
-                combined += weight * (own_step if i == own_ranks[j] else D_i)
-            out.append(mixed_j - combined)
-        return out
+            scratch = np.empty_like(mixed_j)
+            for i, weight, D_i in entries:
+                np.multiply(own_step if i == own_ranks[j] else D_i, weight, out=scratch)
+                mixed_j -= scratch
+        return mixed
 
     def advance(self, own_steps):
-        """D ← D^k, once the iterate moves to k + 1 (a run that stops at k keeps D^{k−1}, the state of iterate k)."""
-        self.D = list(own_steps)
+        """D ← D^k, once the iterate moves to k + 1 (a run that stops at k keeps D^{k−1}, the state of iterate k).
+        Called after every local block's step, which read the neighbours' D^{k−1} (in the simulation: these very
+        arrays)."""
+        for packed, own_step in zip(self.packed, own_steps):
+            packed[1] = own_step
 
     def regauge(self, A_inv_T):
         """After the gauge U_j ← U_j A, V_j ← V_j A⁻ᵀ: D_j ← D_j A⁻ᵀ (∇_U f_j maps to ∇_U f_j A⁻ᵀ)."""
-        self.D = [D_j @ A_inv_T.astype(D_j.dtype) for D_j in self.D]
+        for packed in self.packed:
+            packed[1] = packed[1] @ A_inv_T.astype(packed.dtype)
 
     def restart(self):
         """D ← 0 (the k = 0 form), after Align rotated some copies by rank-dependent rotations."""
-        self.D = [np.zeros_like(D_j) for D_j in self.D]
+        for packed in self.packed:
+            packed[1] = 0.0
 
 
 class Align:
@@ -735,7 +753,7 @@ def _run(problems, own_ranks, U, V, settings: Settings, exchange, reducer, *, on
         neighbourhoods = exchange.finish()
         t2 = clock()
         if delayed is not None:
-            neighbourhoods, lagged = delayed.split(neighbourhoods, U[0].shape[1])
+            neighbourhoods, lagged = delayed.split(neighbourhoods)
         # EXTRA steps from the pulls; it needs Σ_i W̃_ji U_i only for the diagnostics
         mixed = [mix(entries) for entries in neighbourhoods] if extra is None or diagnostic else None
         if delayed is not None:   # from here on `mixed` is U^{k+1}, as with atc

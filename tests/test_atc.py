@@ -125,15 +125,15 @@ class _RecordingExchange(SimulatedExchange):
         self.log = log
 
     def start(self, U_list):
-        self.log.append(("post", U_list[0].shape[1]))
+        self.log.append(("post", U_list[0].shape))
         super().start(U_list)
 
 
-@pytest.mark.parametrize("method, posted_before_the_pass, columns", [
-    ("dgd-local", True, 3), ("atc-overlap", True, 6), ("atc", False, 3)])
-def test_when_the_exchange_is_posted(method, posted_before_the_pass, columns):
+@pytest.mark.parametrize("method, posted_before_the_pass, shape", [
+    ("dgd-local", True, (20, 3)), ("atc-overlap", True, (2, 20, 3)), ("atc", False, (20, 3))])
+def test_when_the_exchange_is_posted(method, posted_before_the_pass, shape):
     """Item 2 of issue 6: the papers' order and atc-overlap post the exchange before the local pass (atc-overlap
-    sends [U_j, D_j], 2r columns); atc posts it after."""
+    sends [U_j; D_j], 2 × n × r); atc posts it after."""
     config = runner.RunConfig(quiet=True, n=20, m=30, rank=3, iterations=3, tolerance=0.0, log_every=100,
                               method=method)
     log = []
@@ -154,7 +154,7 @@ def test_when_the_exchange_is_posted(method, posted_before_the_pass, columns):
     for events in iterations:
         posts = [k for k, (event, _) in enumerate(events) if event == "post"]
         assert posts == ([0] if posted_before_the_pass else [3])
-        assert events[posts[0]][1] == columns
+        assert events[posts[0]][1] == shape
 
 
 def test_method_auto_is_atc_overlap_and_dgd_local_with_scaled_steps():

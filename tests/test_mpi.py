@@ -101,7 +101,7 @@ CASES = {
     "atc-factorization-u-step-auto": dict(method="atc", topology="complete", u_step_scale="auto"),
     "atc-completion": dict(method="atc", problem="completion", sampling_rate=0.4, topology="erdos-renyi"),
     "atc-least-squares": dict(method="atc", problem="least-squares", n=6, m=31),
-    # --method atc-overlap: [U_j, D_j^{k-1}] (n × 2r) posted before the pass; D_j follows the gauge, restarts on Align
+    # --method atc-overlap: [U_j; D_j^{k-1}] (2 × n × r) posted before the pass; D_j follows the gauge, restarts on Align
     "atc-overlap-factorization-rebalanced": dict(method="atc-overlap", topology="star", rebalance_every=10,
                                                  rebalance_threshold=1.0),
     "atc-overlap-factorization-aligned": dict(method="atc-overlap", rebalance_every=5, align_gain=1.0),
