@@ -433,6 +433,11 @@ def execute(config: RunConfig, context: Context, command: str) -> int:
         stop.restore()
 
 
+#: How the start-up line names the --method in use (none for the papers' order).
+ORDER_NOTES = {"extra": " with EXTRA", "atc": " (adapt, then combine)",
+               "atc-overlap": " (adapt, then combine; the neighbours' steps one iteration late)"}
+
+
 def _execute(config: RunConfig, context: Context, command: str, stop: StopRequest) -> int:
     prepared = prepare(config, context)
     n, m, r, J, network = prepared.n, prepared.m, prepared.r, context.J, prepared.network
@@ -448,10 +453,7 @@ def _execute(config: RunConfig, context: Context, command: str, stop: StopReques
     shift = topology.describe_shift(network.self_weight_shift)
     say(context, config,
         f"dgdlocal: {'DGD+LOCAL' if prepared.problems[0].has_local else 'classical DGD'}"
-        f"{' with EXTRA' if config.method == 'extra' else ''}"
-        f"{' (adapt, then combine)' if config.method == 'atc' else ''}"
-        f"{' (adapt, then combine; the neighbours step one iteration late)' if config.method == 'atc-overlap' else ''}"
-        f" {config.problem}, "
+        f"{ORDER_NOTES.get(config.method, '')} {config.problem}, "
         f"{n}×{m}, rank {r}, on J={J} "
         f"{'simulated ' if config.simulate else ''}ranks; {network.source} network"
         f"{f' ({shift})' if shift else ''}: ω={summary['omega']:.3g}, "
