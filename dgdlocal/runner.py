@@ -406,9 +406,8 @@ def solve(prepared: Prepared, config: RunConfig, context: Context, on_record=Non
                                adapt_then_combine=config.method == "atc",
                                delayed=solver.DelayedCombine(prepared.U, prepared.correction)
                                if config.method == "atc-overlap" else None)
-    message_shape = prepared.U[0].shape
-    if config.method == "atc-overlap":   # it sends [U_j; D_j]
-        message_shape = (2, *message_shape)
+    # the shape of what the loop posts: U_j, or atc-overlap's packed [U_j; D_j]
+    message_shape = (prepared.U if settings.delayed is None else settings.delayed.packed)[0].shape
     exchange = context.make_exchange(prepared.network.weights, message_shape, np.dtype(config.dtype))
     try:
         return solver.run(prepared.problems, context.local_ranks, prepared.U, prepared.V, settings, exchange,

@@ -143,7 +143,8 @@ def test_info_text(result):
     code, stdout, stderr = dgdlocal("info", result)
     assert code == 0, stderr
     for expected in ("status converged", "30×40", "rank r=3", "J=4 (simulated)", "m_j = 10", "path, weights metropolis",
-                     "ω = ", "spectral gap", "Thm 2.5 bound", "final", "relative error", "rank 3", "compute"):
+                     "ω = ", "spectral gap", "Thm 2.5 bound", "final", "relative error", "rank 3", "compute",
+                     "method      atc-overlap"):   # the default --method auto, resolved
         assert expected in stdout, expected
     bound = json.loads(dgdlocal("info", result, "--json")[1])["step"]["bound_thm25"]
     assert ("(1−2ω)/L = none (ω ≥ 1/2)" in stdout) == (bound == 0.0)
