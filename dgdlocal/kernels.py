@@ -93,6 +93,16 @@ def driver(r: int):
     return {1: compiled.gram_products_1, 3: compiled.gram_products_3}.get(r, compiled.gram_products_2)
 
 
+def warm_up(U, V, Y) -> bool:
+    """Load (or compile) the compiled driver these arrays will use, on an 8 × 1 slice of Y, so that the
+    first iteration does not pay for it; True when the compiled kernel will run for (U, V, Y)."""
+    if not use_compiled(U, V, Y):
+        return False
+    rows = min(8, Y.shape[0])
+    gram_products(U[:rows], V[:1], np.ascontiguousarray(Y[:rows, :1]))   # same dtypes and layouts: same driver
+    return True
+
+
 def gram_products(U, V, Y):
     """(Y V, Uᵀ Y) with one read of Y, by the compiled kernel; Uᵀ Y is returned r × m."""
     n, m = Y.shape

@@ -190,6 +190,10 @@ class Factorization(_LowRankTruth):
     def value_and_gradients(self, U, V, value=True):
         return factorization_value_and_gradients(U, V, self.Y, value=value)
 
+    def warm_up(self, U, V):
+        """Load the compiled Gram kernel before the first iteration (kernels.warm_up)."""
+        return kernels.warm_up(U, V, self.Y)
+
     def residual_norm2(self, U, V):
         return factorization_value(U, V, self.Y)
 

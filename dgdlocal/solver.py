@@ -165,7 +165,7 @@ class Outcome:
     V: list
     diagnostics: dict = field(default_factory=dict)   # filled on the coordinator
     mean_U: np.ndarray | None = None
-    timing: dict = field(default_factory=dict)        # per process: compute, wait, diagnostics
+    timing: dict = field(default_factory=dict)        # per process: compute, wait, diagnostics, startup
     rebalances: int = 0                               # gauge changes made by Rebalance in this run
     correction: list | None = None                    # --method extra / atc-overlap: D_j for the local blocks
     alignments: int = 0                               # copies rotated by Align in this run (all ranks)
@@ -711,7 +711,11 @@ def _run(problems, own_ranks, U, V, settings: Settings, exchange, reducer, *, on
     delayed = settings.delayed
     carried = extra if extra is not None else delayed   # the per-rank D_j a checkpoint must keep
     shared_step = settings.shared_step if V[0] is not None else None
-    timing = {"compute": 0.0, "wait": 0.0, "diagnostics": 0.0}
+    timing = {"compute": 0.0, "wait": 0.0, "diagnostics": 0.0, "startup": clock()}
+    for problem, U_j, V_j in zip(problems, U, V):   # load a compiled kernel now, not inside iteration 1's compute
+        if hasattr(problem, "warm_up"):
+            problem.warm_up(U_j, V_j)
+    timing["startup"] = clock() - timing["startup"]
     recorder = _Recorder(settings, on_record, history) if reducer.is_root else None
     start = clock()
     status, iteration = None, start_iteration

@@ -32,7 +32,8 @@ def test_default_run_writes_every_dataset_of_the_schema(tmp_path, J):
         assert handle["diagnostics/relative_consensus"][-1] <= 1e-10
         assert handle["result/V"].shape == (handle["config"].attrs["m"], handle["config"].attrs["r"])
         np.testing.assert_array_equal(handle["partition/offsets"][...][[0, -1]], [0, handle["config"].attrs["m"]])
-        assert len(handle["timing/compute"]) == J
+        for name in ("compute", "wait", "diagnostics", "startup"):
+            assert len(handle[f"timing/{name}"]) == J, name
         for key in ("step_size", "step_bound_thm25", "n", "m", "r", "topology", "weight_rule", "seed", "dtype"):
             assert key in handle["config"].attrs, key
         for key in ("omega", "lambda_min", "spectral_gap", "lazy_applied"):

@@ -57,6 +57,22 @@ def test_a_nan_in_the_data_reaches_the_gradients(monkeypatch):
     assert np.isnan(grad_U[13]).all() and np.isnan(grad_V[7]).all()
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("r", [1, 3, 4])
+def test_warm_up_compiles_what_the_iterations_call(monkeypatch, dtype, r):
+    """Factorization.warm_up (called by the solver before its timed loop) leaves nothing to compile or load for the
+    real arrays: the driver's compiled signatures do not change at the first full-size call."""
+    monkeypatch.setenv(kernels.ENVIRONMENT, "numba")
+    U, V, Y = _random(37, 301, r, dtype, seed=r)
+    problem = problems.Factorization(Y)
+    assert problem.warm_up(U, V)
+    compiled = set(kernels.driver(r).signatures)
+    problem.value_and_gradients(U, V, value=False)
+    assert set(kernels.driver(r).signatures) == compiled
+    monkeypatch.setenv(kernels.ENVIRONMENT, "numpy")
+    assert not problem.warm_up(U, V)
+
+
 def test_choice_of_kernel(monkeypatch):
     U, V, Y = _random(16, 40, 2, np.float64, seed=1)
     monkeypatch.delenv(kernels.ENVIRONMENT, raising=False)
