@@ -160,6 +160,21 @@ def problem_shape(config: RunConfig) -> tuple[int, int]:
     return data_module.matrix_shape(path, dataset)
 
 
+#: Spectral gaps below this are warned about: slower than every network measured to converge reliably (the 64-rank
+#: ring and the 32-rank path have 2.4e-3; the 128-rank ring and 64-rank path, 6.0e-4, converge with some steps only).
+SLOW_NETWORK_GAP = 2e-3
+
+
+def slow_network_warnings(spectral_gap: float, J: int) -> list[str]:
+    """A warning when the network mixes more slowly than SLOW_NETWORK_GAP (e.g. a ring of more than 64 ranks)."""
+    if J == 1 or spectral_gap >= SLOW_NETWORK_GAP:
+        return []
+    return [f"the network mixes slowly (spectral gap {spectral_gap:.2g} < {SLOW_NETWORK_GAP:g}, as on rings of more "
+            f"than 64 ranks or paths of more than 32). Reaching consensus then takes tens of thousands of iterations, "
+            f"and measured runs on such networks converged for some steps and not for others. A better-connected graph "
+            f"with the same number of ranks needs far fewer iterations (--topology exponential or torus)."]
+
+
 def check_settings(config: RunConfig) -> None:
     """Combinations of options that cannot work, refused before any data is read."""
     local = config.problem in builders.MATRIX_PROBLEMS
@@ -293,6 +308,7 @@ def prepare(config: RunConfig, context: Context) -> Prepared:
         lipschitz /= sigma1   # the curvature seen through the Gram preconditioner: scale-free (4 for factorization)
     step_bound = max(0.0, 1.0 - 2.0 * summary["omega"]) / lipschitz   # 0: ω ≥ 1/2, no step is covered
     step_size = solver.auto_step(lipschitz, summary["lambda_min"]) if config.step == "auto" else float(config.step)
+    warnings = warnings + slow_network_warnings(summary["spectral_gap"], J)
     digests = context.reducer.gather_values([checkpoint_module.problem_digest(p) for p in local_problems])
     fingerprint = checkpoint_module.data_fingerprint(digests) if context.is_root else None
     resumed = {}

@@ -181,6 +181,16 @@ def test_generate_then_solve_reports_optimality_error_against_the_ground_truth(t
     assert optimality < relative
 
 
+def test_a_slowly_mixing_network_is_warned_about():
+    """The 64-rank ring (gap 2.41e-3) is not; the 128-rank ring (gap 6.0e-4) is, with the graphs that mix faster."""
+    for J, slow in ((64, False), (128, True)):
+        prepared = runner.prepare(runner.RunConfig(quiet=True, n=20, m=4 * J, rank=2, iterations=0),
+                                  runner.simulated_context(J))
+        warned = [w for w in prepared.warnings if "mixes slowly" in w]
+        assert (prepared.network.summary["spectral_gap"] < runner.SLOW_NETWORK_GAP) == bool(warned) == slow
+    assert "spectral gap 0.0006 < 0.002" in warned[0] and "--topology exponential or torus" in warned[0]
+
+
 def test_auto_step_rule_is_recorded_with_the_theorem_bound():
     prepared, _ = _simulate(4, iterations=0)
     assert prepared.step_size == solver.auto_step(4 * prepared.sigma1, prepared.network.summary["lambda_min"])
