@@ -131,7 +131,12 @@ def say(context: Context, config: RunConfig, text: str, *, always=False) -> None
 
 
 def build_network(config: RunConfig, J: int):
-    """The mixing matrix W̃ (built-in topology and rule, or a user file) and any warnings."""
+    """The mixing matrix W̃ (built-in topology and rule, or a user file) and any warnings about it."""
+    network, warnings = _network_from_config(config, J)
+    return network, warnings + slow_network_warnings(network.summary["spectral_gap"], J)
+
+
+def _network_from_config(config: RunConfig, J: int):
     if config.weights is not None and config.topology_file is not None:
         raise InputError("Give either --weights or --topology-file, not both.")
     if config.topology_file is not None:
@@ -308,7 +313,6 @@ def prepare(config: RunConfig, context: Context) -> Prepared:
         lipschitz /= sigma1   # the curvature seen through the Gram preconditioner: scale-free (4 for factorization)
     step_bound = max(0.0, 1.0 - 2.0 * summary["omega"]) / lipschitz   # 0: ω ≥ 1/2, no step is covered
     step_size = solver.auto_step(lipschitz, summary["lambda_min"]) if config.step == "auto" else float(config.step)
-    warnings = warnings + slow_network_warnings(summary["spectral_gap"], J)
     digests = context.reducer.gather_values([checkpoint_module.problem_digest(p) for p in local_problems])
     fingerprint = checkpoint_module.data_fingerprint(digests) if context.is_root else None
     resumed = {}

@@ -711,11 +711,11 @@ def _run(problems, own_ranks, U, V, settings: Settings, exchange, reducer, *, on
     delayed = settings.delayed
     carried = extra if extra is not None else delayed   # the per-rank D_j a checkpoint must keep
     shared_step = settings.shared_step if V[0] is not None else None
-    timing = {"compute": 0.0, "wait": 0.0, "diagnostics": 0.0, "startup": clock()}
+    started = clock()
     for problem, U_j, V_j in zip(problems, U, V):   # load a compiled kernel now, not inside iteration 1's compute
         if hasattr(problem, "warm_up"):
             problem.warm_up(U_j, V_j)
-    timing["startup"] = clock() - timing["startup"]
+    timing = {"compute": 0.0, "wait": 0.0, "diagnostics": 0.0, "startup": clock() - started}
     recorder = _Recorder(settings, on_record, history) if reducer.is_root else None
     start = clock()
     status, iteration = None, start_iteration
