@@ -156,7 +156,9 @@ def _add_run(parser):
 
     algorithm = parser.add_argument_group("algorithm")
     algorithm.add_argument("--step", type=_number(float, "step", minimum=0.0, strict=True, allow_auto=True),
-                           default="auto", help="step size µ > 0, or auto: 0.5·min(1, 1+λ_min(W̃))/L, L from a power iteration (default auto)")
+                           default="auto", help="step size µ > 0, or auto: 0.5·a·min(1, 1+λ_min(W̃))/L, L from a power iteration, "
+                                "a = min(2, max(1, gap/0.1)) with --method atc/atc-overlap (the default), "
+                                "else 1 (default auto)")
     algorithm.add_argument("--method", choices=["auto", "dgd-local", "extra", "atc", "atc-overlap"], default="auto",
                            help="auto (default): atc-overlap, or dgd-local with --preconditioner scaled; "
                                 "dgd-local: the papers' update; extra: EXTRA's correction on the U step "

@@ -63,7 +63,7 @@ def describe(content: dict, path: str) -> dict:
                        weight_rule=config.get("weight_rule") if config.get("weights") is None else "given")
     diagnostics = content["diagnostics"]
     final = {name: _plain(values[-1]) for name, values in diagnostics.items() if len(values)}
-    step = {"step_size": config.get("step_size"), "rule": config.get("step_rule"),
+    step = {"step_size": config.get("step_size"), "rule": config.get("step_rule"), "gain": config.get("step_gain", 1.0),
             "bound_thm25": config.get("step_bound_thm25"), "lipschitz_estimate": config.get("lipschitz_estimate"),
             "method": config.get("method", "dgd-local")}
     if step["step_size"] is not None and step["bound_thm25"] is not None and step["bound_thm25"] > 0:
@@ -127,7 +127,8 @@ def format_text(summary: dict) -> str:
             verdict = "  (below the bound)" if step["within_bound"] else "  (above this sufficient bound)"
         bound = step["bound_thm25"]
         bound = "n/a" if bound is None else topology.describe_step_bound(bound, ".4g")
-        lines.append(f"step          µ = {step['step_size']:.4g} ({step['rule']}); Thm 2.5 bound (1−2ω)/L = "
+        rule = step["rule"] if step["gain"] in (None, 1.0) else f"{step['rule']}, ×{_number(step['gain'], '.3g')} for the gap"
+        lines.append(f"step          µ = {step['step_size']:.4g} ({rule}); Thm 2.5 bound (1−2ω)/L = "
                      f"{bound} with L ≈ {_number(step['lipschitz_estimate'], '.4g')}" + verdict)
     if step.get("method") == "atc":
         lines.append("  method      atc: adapt, then combine (the exchange carries U_j − sµ∇_U f_j, after the local pass)")

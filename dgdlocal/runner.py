@@ -260,10 +260,11 @@ class Prepared:
     correction: list | None = None        # --method extra / atc-overlap resumed: the D_j at the checkpoint
     u_step_curvature: float | None = None  # --u-step-scale auto resumed: SharedStep.state at the checkpoint
     elapsed_before: float = 0.0           # seconds spent before the checkpoint
+    step_gain: float = 1.0                # --step auto's gain a (solver.atc_step_gain; 1 for dgd-local and extra)
 
     def step_attributes(self, config: RunConfig) -> dict:
         return {"step_size": self.step_size, "step_rule": "auto" if config.step == "auto" else "given",
-                "step_bound_thm25": self.step_bound, "lipschitz_estimate": self.lipschitz,
+                "step_gain": self.step_gain, "step_bound_thm25": self.step_bound, "lipschitz_estimate": self.lipschitz,
                 "sigma1_estimate": self.sigma1, "init_scale_used": self.init_scale}
 
 
@@ -312,7 +313,9 @@ def prepare(config: RunConfig, context: Context) -> Prepared:
     if config.preconditioner == "scaled":
         lipschitz /= sigma1   # the curvature seen through the Gram preconditioner: scale-free (4 for factorization)
     step_bound = max(0.0, 1.0 - 2.0 * summary["omega"]) / lipschitz   # 0: ω ≥ 1/2, no step is covered
-    step_size = solver.auto_step(lipschitz, summary["lambda_min"]) if config.step == "auto" else float(config.step)
+    step_gain = (solver.atc_step_gain(summary["spectral_gap"])
+                 if config.step == "auto" and config.method in ("atc", "atc-overlap") else 1.0)
+    step_size = solver.auto_step(lipschitz, summary["lambda_min"], step_gain) if config.step == "auto" else float(config.step)
     digests = context.reducer.gather_values([checkpoint_module.problem_digest(p) for p in local_problems])
     fingerprint = checkpoint_module.data_fingerprint(digests) if context.is_root else None
     resumed = {}
@@ -325,7 +328,7 @@ def prepare(config: RunConfig, context: Context) -> Prepared:
     if resumed.get("correction") is not None:
         resumed["correction"] = [np.ascontiguousarray(x, dtype=dtype) for x in resumed["correction"]]
     return Prepared(n, m, r, offsets, network, warnings, local_problems, U, V, sigma1, step_size, step_bound,
-                    init_scale, lipschitz, fingerprint, **resumed)
+                    init_scale, lipschitz, fingerprint, step_gain=step_gain, **resumed)
 
 
 def _resumed_point(config, context, local_problems, offsets, fingerprint):
@@ -395,6 +398,13 @@ def resumed_config(config: RunConfig, given: set, context: Context) -> RunConfig
     return RunConfig(**checkpoint_module.resumed_settings(attrs, asdict(config), given, config.resume, context.J))
 
 
+def step_origin(prepared: Prepared, config: RunConfig) -> str:
+    """How the step was chosen, for the start-up line: 'given', 'auto' or 'auto, ×a for the network's gap'."""
+    if config.step != "auto":
+        return "given"
+    return "auto" if prepared.step_gain == 1.0 else f"auto, ×{prepared.step_gain:.3g} for the network's gap"
+
+
 def shared_step(prepared: Prepared, config: RunConfig, J: int) -> "solver.SharedStep | None":
     """--u-step-scale: None when every step is the papers' (s = 1, or auto where it does not apply: --method
     extra, --preconditioner scaled, or a problem without a curvature bound in U)."""
@@ -405,7 +415,8 @@ def shared_step(prepared: Prepared, config: RunConfig, J: int) -> "solver.Shared
                             or not hasattr(prepared.problems[0], "u_curvature")):
         return None
     return solver.SharedStep(scale, J, prepared.network.summary["spectral_gap"], prepared.step_size,
-                             start_iteration=prepared.start_iteration, curvature=prepared.u_step_curvature)
+                             start_iteration=prepared.start_iteration, curvature=prepared.u_step_curvature,
+                             margin=solver.SHARED_STEP_MARGIN * prepared.step_gain)
 
 
 def solve(prepared: Prepared, config: RunConfig, context: Context, on_record=None, interrupt=None,
@@ -477,7 +488,7 @@ def _execute(config: RunConfig, context: Context, command: str, stop: StopReques
         f"{'simulated ' if config.simulate else ''}ranks; {network.source} network"
         f"{f' ({shift})' if shift else ''}: ω={summary['omega']:.3g}, "
         f"λ_min={summary['lambda_min']:.3g}, spectral gap={summary['spectral_gap']:.3g}\n"
-        f"dgdlocal: step {prepared.step_size:.3g} ({'auto' if config.step == 'auto' else 'given'}; "
+        f"dgdlocal: step {prepared.step_size:.3g} ({step_origin(prepared, config)}; "
         f"Thm 2.5 bound (1-2ω)/L = {topology.describe_step_bound(prepared.step_bound)} with L ≈ {prepared.lipschitz:.3g}), "
         f"up to {config.iterations} iterations, tolerance {config.tolerance:g}")
     if not config.simulate:

@@ -45,6 +45,10 @@ STATUS_INTERRUPTED, STATUS_RUNNING = "interrupted", "running"
 EXPLOSION_FACTOR = 1e8
 #: Fraction of the local stability limit (1 + λ_min(W̃)) / L used by --step auto.
 STEP_SAFETY = 0.5
+#: --step auto with the adapt-then-combine orders (atc, atc-overlap): the step and the --u-step-scale margin
+#: are multiplied by a = min(ATC_STEP_MAX_GAIN, max(1, spectral gap / ATC_STEP_GAP)).
+ATC_STEP_GAP = 0.1
+ATC_STEP_MAX_GAIN = 2.0
 #: --rebalance-every default: iterations between two looks at the balance of the factors.
 REBALANCE_EVERY = 100
 #: --rebalance-threshold auto: rebalance when the factors' scales differ by more than max(this, 2√J).
@@ -131,12 +135,23 @@ def round_significant(x: float, digits: int = 3) -> float:
     return float(f"{x:.{digits - 1}e}")
 
 
-def auto_step(lipschitz: float, lambda_min: float) -> float:
-    """µ = STEP_SAFETY · min(1, 1 + λ_min(W̃)) / L, L the curvature of f near a balanced minimizer
-    (problem.lipschitz). Gradient descent on g is locally stable for µ < (1 + λ_min)/L; lazy weights have
-    λ_min ≥ 0, and measured on ring, star, path, grid, complete and Erdős–Rényi networks at condition
-    numbers 1–100, a larger step than 0.5/L (e.g. 0.5(1 + λ_min)/L) trapped star networks in oscillation."""
-    return round_significant(STEP_SAFETY * min(1.0, 1.0 + lambda_min) / lipschitz)
+def atc_step_gain(spectral_gap: float) -> float:
+    """a = min(ATC_STEP_MAX_GAIN, max(1, gap / ATC_STEP_GAP)): 1 on slow networks (gap ≤ 0.1), 2 from gap 0.2 up."""
+    return min(ATC_STEP_MAX_GAIN, max(1.0, spectral_gap / ATC_STEP_GAP))
+
+
+def auto_step(lipschitz: float, lambda_min: float, gain: float = 1.0) -> float:
+    """µ = STEP_SAFETY · a · min(1, 1 + λ_min(W̃)) / L, L the curvature of f near a balanced minimizer
+    (problem.lipschitz); a = 1 for the papers' order and EXTRA, a = atc_step_gain(gap) for the
+    adapt-then-combine orders.
+
+    Gradient descent on g is locally stable for µ < (1 + λ_min)/L; lazy weights have λ_min ≥ 0, and
+    measured on ring, star, path, grid, complete and Erdős–Rényi networks at condition numbers 1–100, a
+    larger step than 0.5/L (e.g. 0.5(1 + λ_min)/L) trapped star networks in oscillation in the papers'
+    order. Adapt-then-combine, U_j ← Σ_i W̃_ji (U_i − µ∇f_i), mixes after the step and is close to
+    centralized gradient descent on a well-mixing network; a fixed 0.75/L or 1/L still stalls 16- and
+    32-rank stars (gap ≈ 0.06), hence a grows with the gap (docs/performance.md §8b)."""
+    return round_significant(STEP_SAFETY * gain * min(1.0, 1.0 + lambda_min) / lipschitz)
 
 
 @dataclass
@@ -439,19 +454,21 @@ class SharedStep:
     networks (ring, star, path at J = 16) made s = J 2–30× slower, and an uneven split of the data's energy makes
     one rank's curvature in U close to the whole problem's.
 
-    auto: s_k = max(1, min(SHARED_STEP_GAP_FACTOR · gap · J, SHARED_STEP_MARGIN / (µ · c))), gap = 1 − λ₂(W̃),
+    auto: s_k = max(1, min(SHARED_STEP_GAP_FACTOR · gap · J, margin / (µ · c))), gap = 1 − λ₂(W̃),
     c = max_j problem.u_curvature(V_j) at iterate k − 1 (at iterate k for the first iteration of a fresh run).
     The max over ranks is a nonblocking all-reduce posted with iteration k − 1's exchange and completed after
     iteration k's local pass, one iteration late like the stop vote, so no rank waits on it for the slowest one
     (completed within its own iteration it cost 60 µs per iteration on the 2-rank default job, measured). On
     evenly split data at a balanced point c ≈ 2σ₁/J and the curvature term is ≈ J; with one rank holding the
     energy, ≈ 1. A checkpoint at iterate k keeps c(k − 1) (`state`), so a resumed run takes the same steps. A
-    number s ≥ 1 is used as given.
+    number s ≥ 1 is used as given. margin = SHARED_STEP_MARGIN · a, with a the gain of --step auto (auto_step), so
+    the U step keeps the margin the V step has at a balanced point.
     """
 
     def __init__(self, scale, J: int, spectral_gap: float, step_size: float, *, start_iteration: int = 0,
-                 curvature=None):
+                 curvature=None, margin: float = SHARED_STEP_MARGIN):
         self.fixed = None if scale == "auto" else float(scale)
+        self.margin = margin
         self.ceiling = min(float(J), SHARED_STEP_GAP_FACTOR * spectral_gap * J)
         self.step_size = step_size
         self.known = {} if curvature is None else {start_iteration - 1: float(curvature)}  # iterate → c
@@ -482,7 +499,7 @@ class SharedStep:
             scale = self.fixed
         else:
             curvature = self.curvature_before(iteration)
-            limit = SHARED_STEP_MARGIN / (self.step_size * curvature) if curvature > 0 else math.inf
+            limit = self.margin / (self.step_size * curvature) if curvature > 0 else math.inf
             scale = max(1.0, min(self.ceiling, limit)) if math.isfinite(curvature) else 1.0
         self.smallest, self.last = min(self.smallest, scale), scale
         return scale

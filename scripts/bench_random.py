@@ -5,6 +5,7 @@
         --variant lazy:weight_transform=lazy --variant shift:weight_transform=shift
     python scripts/bench_random.py table random.jsonl
     python scripts/bench_random.py run --step-safety 1.0 --out s100.jsonl --variant s100:   # --step auto × 2
+    python scripts/bench_random.py run --atc-step-max-gain 1 --out nogain.jsonl --variant nogain:   # without the gap gain
 
 Problem k (k = 0, 1, …) is drawn from numpy's default_rng(seed + k): J from 2–32, a topology (ring, path,
 star, complete, torus where J allows one, erdos-renyi, exponential), n = 10–100, 2–50 columns per rank, r = 1–5 (≤ n and
@@ -88,6 +89,8 @@ def run(args) -> None:
     variants = [parse_variant(text) for text in args.variant]
     if args.step_safety is not None:   # the fraction of the stability limit taken by --step auto (0.5)
         solver.STEP_SAFETY = args.step_safety
+    if args.atc_step_max_gain is not None:   # the cap of the atc orders' gap gain (2; 1 = the rule before it)
+        solver.ATC_STEP_MAX_GAIN = args.atc_step_max_gain
     done = set()
     if args.resume and os.path.exists(args.out):
         done = {json.loads(line)["problem"]["seed"] for line in open(args.out) if line.strip()}
@@ -140,6 +143,9 @@ def main(argv=None) -> None:
     go.add_argument("--variant", action="append", required=True, help="LABEL:name=value,… (RunConfig fields)")
     go.add_argument("--resume", action="store_true")
     go.add_argument("--step-safety", type=float, help="replace solver.STEP_SAFETY (0.5) for every variant of this run")
+    go.add_argument("--atc-step-max-gain", type=float,
+                    help="replace solver.ATC_STEP_MAX_GAIN (2) for every variant of this run; 1: --step auto as "
+                         "before the gap gain")
     show = sub.add_parser("table")
     show.add_argument("path")
     args = parser.parse_args(argv)

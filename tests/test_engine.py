@@ -191,9 +191,36 @@ def test_a_slowly_mixing_network_is_warned_about():
     assert "spectral gap 0.0006 < 0.002" in warned[0] and "--topology exponential or torus" in warned[0]
 
 
+def test_the_auto_step_gain_grows_with_the_gap_for_the_adapt_then_combine_orders_only():
+    """a = min(2, max(1, gap / 0.1)) multiplies --step auto and the --u-step-scale margin for atc and atc-overlap;
+    the papers' order, EXTRA and a given step keep a = 1."""
+    assert solver.atc_step_gain(0.02) == solver.atc_step_gain(0.1) == 1.0
+    assert solver.atc_step_gain(0.15) == pytest.approx(1.5)
+    assert solver.atc_step_gain(0.2) == solver.atc_step_gain(1.0) == 2.0
+    settings = dict(quiet=True, n=20, m=40, rank=2, iterations=0)
+    for method, gain in (("atc", 2.0), ("atc-overlap", 2.0), ("dgd-local", 1.0), ("extra", 1.0)):
+        config = runner.RunConfig(method=method, **settings)
+        prepared = runner.prepare(config, runner.simulated_context(4))   # ring of 4: gap 0.5
+        assert prepared.step_gain == gain, method
+        assert prepared.step_size == solver.auto_step(prepared.lipschitz, prepared.network.summary["lambda_min"], gain)
+        shared = runner.shared_step(prepared, config, 4)
+        if method != "extra":   # EXTRA runs the papers' U step
+            assert shared.margin == solver.SHARED_STEP_MARGIN * gain
+    given = runner.prepare(runner.RunConfig(step=0.1, **settings), runner.simulated_context(4))
+    assert given.step_gain == 1.0 and given.step_size == 0.1
+    slow = runner.prepare(runner.RunConfig(**{**settings, "m": 160}), runner.simulated_context(16))
+    assert slow.network.summary["spectral_gap"] < 0.1 and slow.step_gain == 1.0   # ring of 16: gap 0.038
+
+
 def test_auto_step_rule_is_recorded_with_the_theorem_bound():
     prepared, _ = _simulate(4, iterations=0)
-    assert prepared.step_size == solver.auto_step(4 * prepared.sigma1, prepared.network.summary["lambda_min"])
+    gain = solver.atc_step_gain(prepared.network.summary["spectral_gap"])   # the default order is atc-overlap
+    assert prepared.step_gain == gain == 2.0   # the 4-rank ring: gap 0.5
+    assert prepared.step_size == solver.auto_step(4 * prepared.sigma1, prepared.network.summary["lambda_min"], gain)
+    assert prepared.step_size == 0.25          # 0.5 · 2 · 1 / (4 σ₁), σ₁ = 1
+    papers, _ = _simulate(4, iterations=0, method="dgd-local")
+    assert papers.step_gain == 1.0 and papers.step_size == solver.auto_step(4 * papers.sigma1,
+                                                                            papers.network.summary["lambda_min"])
     omega = prepared.network.summary["omega"]
     assert prepared.step_bound == pytest.approx((1 - 2 * omega) / (4 * prepared.sigma1))
     assert prepared.sigma1 == pytest.approx(1.0, rel=1e-3)   # synthetic σ₁ = 1

@@ -106,8 +106,11 @@ def test_a_simulated_run_is_the_same_with_either_kernel(monkeypatch):
     for j in range(4):
         assert _relative(outcomes["numba"].U[j], outcomes["numpy"].U[j]) <= 1e-11
         assert _relative(outcomes["numba"].V[j], outcomes["numpy"].V[j]) <= 1e-11
-    np.testing.assert_allclose(outcomes["numba"].diagnostics["objective"], outcomes["numpy"].diagnostics["objective"],
-                               rtol=1e-8)
+    # ‖R‖ = √f to 1e-8, or within 1e-15 ‖Y‖ (≈ 4ε ‖Y‖, the rounding of R itself) once the run is at that floor
+    residuals = {mode: np.sqrt(outcome.diagnostics["objective"]) for mode, outcome in outcomes.items()}
+    data_norm = residuals["numpy"][0]   # f(z_0) ≈ ‖Y‖² from the small initialization
+    np.testing.assert_allclose(residuals["numba"], residuals["numpy"], rtol=1e-8, atol=1e-15 * data_norm)
+    assert residuals["numpy"][-1] <= 1e-12 * data_norm   # the run did reach the floor
 
 
 def test_the_kernel_still_loads_where_numba_has_no_writable_cache_dir():

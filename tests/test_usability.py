@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from conftest import REPOSITORY, launch
-from dgdlocal import cli, config, graph_files, progress, topology
+from dgdlocal import cli, config, graph_files, progress, solver, topology
 from dgdlocal.errors import InputError
 
 
@@ -144,7 +144,8 @@ def test_info_text(result):
     assert code == 0, stderr
     for expected in ("status converged", "30×40", "rank r=3", "J=4 (simulated)", "m_j = 10", "path, weights metropolis",
                      "ω = ", "spectral gap", "Thm 2.5 bound", "final", "relative error", "rank 3", "compute",
-                     "method      atc-overlap"):   # the default --method auto, resolved
+                     "method      atc-overlap",   # the default --method auto, resolved
+                     "(auto, ×"):                   # and the gain of its step on this network
         assert expected in stdout, expected
     bound = json.loads(dgdlocal("info", result, "--json")[1])["step"]["bound_thm25"]
     assert ("(1−2ω)/L = none (ω ≥ 1/2)" in stdout) == (bound == 0.0)
@@ -161,6 +162,11 @@ def test_info_json(result):
     assert summary["final"]["optimality_error"] <= 1e-8
     assert len(summary["timing_per_rank_s"]["compute"]) == 4
     assert summary["step"]["step_size"] > 0
+    # --step auto in the default order (atc-overlap): µ = 0.5 · a · min(1, 1 + λ_min) / L with a from the gap
+    gain = solver.atc_step_gain(summary["topology"]["spectral_gap"])
+    assert summary["step"]["gain"] == gain > 1.0
+    assert summary["step"]["step_size"] == solver.auto_step(summary["step"]["lipschitz_estimate"],
+                                                            summary["topology"]["lambda_min"], gain)
     # Thm 2.5's (1 − 2ω)/L, or 0 where ω ≥ 1/2 (the default self-weight shift of a path can give that)
     omega = summary["topology"]["omega"]
     assert summary["step"]["bound_thm25"] == (pytest.approx((1 - 2 * omega) / summary["step"]["lipschitz_estimate"])
