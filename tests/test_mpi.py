@@ -97,7 +97,10 @@ CASES = {
     "factorization-u-step-auto": dict(topology="complete", u_step_scale="auto"),
     "completion-u-step-2": dict(problem="completion", sampling_rate=0.4, u_step_scale=2.0),
     # --method atc: the exchange carries U_j − sµ∇_U f_j, posted after the pass; with the gauge fixes and auto s
-    "atc-factorization-rebalanced": dict(method="atc", rebalance_every=5, rebalance_threshold=1.0, align_gain=1.0),
+    # a fixed step, so a gauge is due at every check (with the auto step of the atc orders, twice as large at
+    # J = 1, one check of the 40 finds the factors already balanced)
+    "atc-factorization-rebalanced": dict(method="atc", rebalance_every=5, rebalance_threshold=1.0, align_gain=1.0,
+                                         step=0.1),
     "atc-factorization-u-step-auto": dict(method="atc", topology="complete", u_step_scale="auto"),
     "atc-completion": dict(method="atc", problem="completion", sampling_rate=0.4, topology="erdos-renyi"),
     "atc-least-squares": dict(method="atc", problem="least-squares", n=6, m=31),
@@ -139,14 +142,23 @@ def test_mpi_run_equals_serial_simulation(case):
     assert worst <= 1e-12, f"MPI and simulation differ by {worst:.2e} (relative)"
     if mpi_outcome.correction is not None:
         D_mpi, D_simulated = mpi_outcome.correction[0], simulated_outcome.correction[j]
-        # J = 1: D stays exactly 0 on both paths
-        difference = _relative_difference(D_mpi, D_simulated) if np.any(D_simulated) else float(np.any(D_mpi))
+        # J = 1: D stays exactly 0 on both paths. Elsewhere D_j (atc-overlap: sµ∇_U f_j) → 0 at an exact-rank
+        # optimum, and its rounding is that of the U step it enters: relative to ‖D_j‖, or to 1e-2 ‖U_j‖ once smaller
+        scale = max(np.linalg.norm(D_simulated), 1e-2 * np.linalg.norm(simulated_outcome.U[j]))
+        difference = float(np.linalg.norm(D_mpi - D_simulated) / scale) if np.any(D_simulated) else float(np.any(D_mpi))
         worst_correction = comm.allreduce(difference, op=_max())
         assert worst_correction <= 1e-12, f"the stored D_j differ by {worst_correction:.2e} (relative)"
     if j == 0:
-        for name in ("objective", "consensus_error", "gradient_norm"):
-            np.testing.assert_allclose(mpi_outcome.diagnostics[name], simulated_outcome.diagnostics[name],
-                                       rtol=1e-10, atol=1e-300)
+        # the squared norms f = ‖R‖² and Σ_j ‖U_j − Ū‖²: their roots to 1e-10, or within 1e-14 of the scale (‖Y‖,
+        # ‖U‖) once a run reaches the rounding floor (consensus error ≈ 1e-30, where no digit is reproducible)
+        diagnostics = mpi_outcome.diagnostics, simulated_outcome.diagnostics
+        scales = {"objective": np.sqrt(diagnostics[1]["objective"][0]),   # ≈ ‖Y‖ from the small initialization
+                  "consensus_error": np.sqrt(sum(np.sum(U * U) for U in simulated_outcome.U))}
+        for name, scale in scales.items():
+            np.testing.assert_allclose(np.sqrt(diagnostics[0][name]), np.sqrt(diagnostics[1][name]), rtol=1e-10,
+                                       atol=1e-14 * scale, err_msg=name)
+        np.testing.assert_allclose(diagnostics[0]["gradient_norm"], diagnostics[1]["gradient_norm"], rtol=1e-10,
+                                   atol=1e-300)
 
 
 def test_exact_consensus_and_global_optimality_on_exact_rank_data():
