@@ -327,6 +327,7 @@ def prepare(config: RunConfig, context: Context) -> Prepared:
     V = [None if x is None else np.ascontiguousarray(x, dtype=dtype) for x in V]
     if resumed.get("correction") is not None:
         resumed["correction"] = [np.ascontiguousarray(x, dtype=dtype) for x in resumed["correction"]]
+    step_gain = resumed.pop("step_gain", step_gain)
     return Prepared(n, m, r, offsets, network, warnings, local_problems, U, V, sigma1, step_size, step_bound,
                     init_scale, lipschitz, fingerprint, step_gain=step_gain, **resumed)
 
@@ -348,6 +349,8 @@ def _resumed_point(config, context, local_problems, offsets, fingerprint):
         resumed["correction"] = [s[2] for s in starts]
     if "u_step_curvature" in attrs:
         resumed["u_step_curvature"] = float(attrs["u_step_curvature"])
+    # the step and its gain as the run began (a checkpoint written before the gain existed: 1)
+    resumed["step_gain"] = float(attrs.get("step_gain", 1.0))
     return U, V, float(attrs["step_size"]), float(attrs["init_scale_used"]), resumed
 
 
@@ -569,7 +572,8 @@ class _ResultWriter:
                      "attrs": checkpoint_module.attributes(resolved, iteration=iteration, elapsed=elapsed,
                                                            step_size=prepared.step_size,
                                                            init_scale=prepared.init_scale,
-                                                           fingerprint=prepared.fingerprint)}
+                                                           fingerprint=prepared.fingerprint,
+                                                           step_gain=prepared.step_gain)}
             if u_step_state is not None:
                 state["attrs"]["u_step_curvature"] = float(u_step_state)
         network = prepared.network
