@@ -65,3 +65,19 @@ def test_bench_random_runs_two_variants_resumes_and_tables(tmp_path):
     assert code == 0 and len(open(out).readlines()) == 2, stdout + stderr
     code, stdout, stderr = launch([sys.executable, script, "table", out], timeout=60)
     assert code == 0 and "lazy: 2 of 2 converged" in stdout and "shift: 2 of 2 converged" in stdout, stdout + stderr
+
+
+def test_bench_noisy_prints_the_excess_over_the_svd_for_each_order_and_step():
+    """bench_noisy.py (50 iterations): six rows (two noise levels × three networks); the atc-overlap defaults take
+    twice the step of the other two columns on these well-mixing networks, and every excess is finite and ≥ 0."""
+    script = os.path.join(REPOSITORY, "scripts", "bench_noisy.py")
+    code, stdout, stderr = launch([sys.executable, script, "--iterations", "50"], timeout=120)
+    assert code == 0, stdout + stderr
+    rows = [line for line in stdout.splitlines() if line.startswith("| 0.")]
+    assert len(rows) == 6
+    for row in rows:
+        cells = row.strip("|").split("|")[2:]
+        steps = [float(cell.split(":")[0].split("=")[1]) for cell in cells]
+        excesses = [float(cell.split(":")[1].split("(")[0]) for cell in cells]
+        assert steps[0] == steps[1] and 1.9 * steps[0] <= steps[2] <= 2.1 * steps[0], row
+        assert all(0 <= value < 1 for value in excesses), row
