@@ -136,8 +136,9 @@ def round_significant(x: float, digits: int = 3) -> float:
 
 
 def atc_step_gain(spectral_gap: float) -> float:
-    """a = min(ATC_STEP_MAX_GAIN, max(1, gap / ATC_STEP_GAP)): 1 on slow networks (gap ≤ 0.1), 2 from gap 0.2 up."""
-    return min(ATC_STEP_MAX_GAIN, max(1.0, spectral_gap / ATC_STEP_GAP))
+    """a = min(ATC_STEP_MAX_GAIN, max(1, gap / ATC_STEP_GAP)): 1 on slow networks (gap ≤ 0.1), 2 from gap 0.2 up;
+    rounded like the step, so every rank takes the same --u-step-scale margin whatever its eigensolver's last bits."""
+    return round_significant(min(ATC_STEP_MAX_GAIN, max(1.0, spectral_gap / ATC_STEP_GAP)))
 
 
 def auto_step(lipschitz: float, lambda_min: float, gain: float = 1.0) -> float:
