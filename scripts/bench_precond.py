@@ -6,6 +6,11 @@ Writes OUT/precond.json and OUT/precond.md (a markdown table).
 
     python scripts/bench_precond.py --out bench-precond            # ≈ 5 min on one core
     python scripts/bench_precond.py --quick --out /tmp/q            # J = 4, κ = 1 and 100 only
+    python scripts/bench_precond.py --defaults --out bench-precond-now   # both with today's defaults
+
+Without --defaults both runs pin the papers' weights and order (lazy, dgd-local, s = 1: the setting of
+docs/performance.md §9's table); with it each takes today's defaults (plain: atc-overlap with the gap gain
+of --step auto and --u-step-scale auto, shifted weights; scaled: dgd-local, shifted weights).
 """
 
 from __future__ import annotations
@@ -19,13 +24,17 @@ import time
 from dgdlocal import runner
 
 
-def iterations_to_tolerance(J, topology, kappa, preconditioner, *, n, m, r, seed, cap, tolerance=1e-10):
+#: the papers' setting, which §9's table pins for both runs: their step on U (auto is 1 with scaled anyway),
+#: weights and order
+PAPERS = dict(u_step_scale=1.0, weight_transform="lazy", method="dgd-local")
+
+
+def iterations_to_tolerance(J, topology, kappa, preconditioner, *, n, m, r, seed, cap, tolerance=1e-10,
+                            settings=PAPERS):
     """Iterations until relative error and relative consensus are ≤ tolerance (checked every 10 iterations)."""
     config = runner.RunConfig(n=n, m=m, rank=r, condition_number=kappa, topology=topology, seed=seed,
                               preconditioner=preconditioner, iterations=cap, tolerance=tolerance, log_every=10,
-                              u_step_scale=1.0,   # "plain": the papers' step on U (auto is 1 with scaled anyway)
-                              weight_transform="lazy", method="dgd-local",   # the weights of §9's measurements
-                              quiet=True, simulate=J, force=True,
+                              **settings, quiet=True, simulate=J, force=True,
                               output=os.path.join(tempfile.gettempdir(), "dgdlocal-bench-precond-unused.h5"))
     context = runner.simulated_context(J)
     prepared = runner.prepare(config, context)
@@ -47,6 +56,8 @@ def main(argv=None):
     parser.add_argument("--rank", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--cap", type=int, default=200000, help="iteration cap of each run")
+    parser.add_argument("--defaults", action="store_true",
+                        help="run both with today's defaults instead of the papers' weights, order and U step")
     arguments = parser.parse_args(argv)
     os.makedirs(arguments.out, exist_ok=True)
     Js = [4] if arguments.quick else [4, 8]
@@ -58,18 +69,20 @@ def main(argv=None):
                 row = dict(J=J, topology=topology, kappa=kappa)
                 for name in ("none", "scaled"):
                     row[name] = iterations_to_tolerance(J, topology, kappa, name, n=arguments.n, m=arguments.m,
-                                                        r=arguments.rank, seed=arguments.seed, cap=arguments.cap)
+                                                        r=arguments.rank, seed=arguments.seed, cap=arguments.cap,
+                                                        settings={} if arguments.defaults else PAPERS)
                 plain, scaled = row["none"], row["scaled"]
                 both = plain["status"] == scaled["status"] == "converged"
                 row["ratio"] = plain["iterations"] / scaled["iterations"] if both else None
                 rows.append(row)
                 print(json.dumps(row), flush=True)
     with open(os.path.join(arguments.out, "precond.json"), "w") as handle:
-        json.dump(dict(n=arguments.n, m=arguments.m, rank=arguments.rank, seed=arguments.seed, rows=rows), handle,
-                  indent=1)
+        json.dump(dict(n=arguments.n, m=arguments.m, rank=arguments.rank, seed=arguments.seed,
+                       settings="defaults" if arguments.defaults else PAPERS, rows=rows), handle, indent=1)
     lines = [f"Iterations to relative error and relative consensus ≤ 1e-10 (serial simulation, {arguments.n} × "
-             f"{arguments.m}, rank {arguments.rank}, seed {arguments.seed}, metropolis weights, checked every 10 "
-             "iterations; `max_iters` = not reached within the cap)", "",
+             f"{arguments.m}, rank {arguments.rank}, seed {arguments.seed}, metropolis weights, "
+             + ("today's defaults otherwise" if arguments.defaults else "the papers' lazy weights, order and U step")
+             + ", checked every 10 iterations; `max_iters` = not reached within the cap)", "",
              "| J | network | spectral gap | κ | plain DGD+LOCAL (`--step auto`) | `--preconditioner scaled` | ratio | "
              "scaled: rel. error / rel. consensus |",
              "|---|---|---|---|---|---|---|---|"]

@@ -81,3 +81,20 @@ def test_bench_noisy_prints_the_excess_over_the_svd_for_each_order_and_step():
         excesses = [float(cell.split(":")[1].split("(")[0]) for cell in cells]
         assert steps[0] == steps[1] and 1.9 * steps[0] <= steps[2] <= 2.1 * steps[0], row
         assert all(0 <= value < 1 for value in excesses), row
+
+
+def test_bench_precond_quick_with_todays_defaults(tmp_path):
+    """bench_precond.py --quick --defaults: J = 4 ring and Erdős–Rényi at κ = 1 and 100, both methods converge and
+    the preconditioned step needs ≥ 5× fewer iterations at κ = 100 (item 6) also against today's plain default."""
+    script = os.path.join(REPOSITORY, "scripts", "bench_precond.py")
+    code, stdout, stderr = launch([sys.executable, script, "--quick", "--defaults", "--out", str(tmp_path)],
+                                  timeout=240)
+    assert code == 0, stdout + stderr
+    with open(tmp_path / "precond.json") as handle:
+        results = json.load(handle)
+    assert results["settings"] == "defaults" and len(results["rows"]) == 4
+    for row in results["rows"]:
+        assert row["none"]["status"] == row["scaled"]["status"] == "converged"
+        assert row["none"]["step"] == 0.25   # the gap gain: 2 on these networks
+        if row["kappa"] == 100.0:
+            assert row["ratio"] >= 5.0, row
