@@ -529,7 +529,7 @@ def _execute(config: RunConfig, context: Context, command: str, stop: StopReques
                  mean_U=outcome.mean_U, timing=timing, with_checkpoint=interrupted or config.checkpoint_every > 0,
                  correction=outcome.correction, u_step_state=outcome.u_step_state)
     if context.is_root:
-        _print_summary(config, outcome, timing, stop.received, J)
+        _print_summary(config, outcome, timing, stop.received, J, prepared)
     if interrupted:
         return EXIT_INTERRUPTED
     return EXIT_DIVERGED if outcome.status == solver.STATUS_DIVERGED else EXIT_OK
@@ -626,7 +626,16 @@ def _has_local_factors(outcome) -> bool:
     return bool(outcome.V) and outcome.V[0] is not None
 
 
-def _print_summary(config: RunConfig, outcome, timing, signal_name, J) -> None:
+def diverged_advice(prepared: Prepared, config: RunConfig) -> str:
+    """What to try after a diverged run: a smaller step; with the auto step's gap gain, first the step without it."""
+    if config.step == "auto" and prepared.step_gain > 1.0:
+        plain = solver.round_significant(prepared.step_size / prepared.step_gain)
+        return (f"The auto step {prepared.step_size:g} includes the gain ×{prepared.step_gain:g} for this network's "
+                f"spectral gap; try --step {plain:g} (the step without it) or smaller.")
+    return "Use a smaller --step (or --step auto)."
+
+
+def _print_summary(config: RunConfig, outcome, timing, signal_name, J, prepared: Prepared) -> None:
     history = outcome.diagnostics
     last = {name: values[-1] for name, values in history.items()}
     lines = [f"dgdlocal: status {outcome.status} after {outcome.iterations} iterations in {last['elapsed']:.2f} s"
@@ -671,7 +680,7 @@ def _print_summary(config: RunConfig, outcome, timing, signal_name, J) -> None:
                      + "--balance 1 or --preconditioner scaled (README: \"When plain DGD+LOCAL drifts\").")
     if outcome.status == solver.STATUS_DIVERGED:
         lines.append("error: the objective became non-finite or exploded; the run diverged. "
-                     "Use a smaller --step (or --step auto).")
+                     + diverged_advice(prepared, config))
     if outcome.status == solver.STATUS_INTERRUPTED:
         lines.append(f"dgdlocal: interrupted by {signal_name or 'a signal to another rank'} at iteration "
                      f"{outcome.iterations}; checkpoint saved in {config.output}. Continue with: "

@@ -212,6 +212,16 @@ def test_the_auto_step_gain_grows_with_the_gap_for_the_adapt_then_combine_orders
     assert slow.network.summary["spectral_gap"] < 0.1 and slow.step_gain == 1.0   # ring of 16: gap 0.038
 
 
+def test_a_diverged_run_with_the_gained_auto_step_is_pointed_to_the_step_without_the_gain():
+    settings = dict(quiet=True, n=20, m=40, rank=2, iterations=0)
+    gained = runner.prepare(runner.RunConfig(**settings), runner.simulated_context(4))   # ring of 4: a = 2
+    advice = runner.diverged_advice(gained, runner.RunConfig(**settings))
+    assert f"--step {solver.round_significant(gained.step_size / 2):g}" in advice and "×2" in advice
+    papers = runner.prepare(runner.RunConfig(method="dgd-local", **settings), runner.simulated_context(4))
+    assert runner.diverged_advice(papers, runner.RunConfig(method="dgd-local", **settings)).startswith(
+        "Use a smaller --step")
+
+
 def test_auto_step_rule_is_recorded_with_the_theorem_bound():
     prepared, _ = _simulate(4, iterations=0)
     gain = solver.atc_step_gain(prepared.network.summary["spectral_gap"])   # the default order is atc-overlap
