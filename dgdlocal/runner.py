@@ -260,7 +260,7 @@ class Prepared:
     correction: list | None = None        # --method extra / atc-overlap resumed: the D_j at the checkpoint
     u_step_curvature: float | None = None  # --u-step-scale auto resumed: SharedStep.state at the checkpoint
     elapsed_before: float = 0.0           # seconds spent before the checkpoint
-    step_gain: float = 1.0                # --step auto's gain a (solver.atc_step_gain; 1 for dgd-local and extra)
+    step_gain: float = 1.0                # --step auto's gain a (solver.atc_step_gain; 1: dgd-local, extra, given µ)
 
     def step_attributes(self, config: RunConfig) -> dict:
         return {"step_size": self.step_size, "step_rule": "auto" if config.step == "auto" else "given",
@@ -315,7 +315,8 @@ def prepare(config: RunConfig, context: Context) -> Prepared:
     step_bound = max(0.0, 1.0 - 2.0 * summary["omega"]) / lipschitz   # 0: ω ≥ 1/2, no step is covered
     step_gain = (solver.atc_step_gain(summary["spectral_gap"])
                  if config.step == "auto" and config.method in ("atc", "atc-overlap") else 1.0)
-    step_size = solver.auto_step(lipschitz, summary["lambda_min"], step_gain) if config.step == "auto" else float(config.step)
+    step_size = (solver.auto_step(lipschitz, summary["lambda_min"], step_gain) if config.step == "auto"
+                 else float(config.step))
     digests = context.reducer.gather_values([checkpoint_module.problem_digest(p) for p in local_problems])
     fingerprint = checkpoint_module.data_fingerprint(digests) if context.is_root else None
     resumed = {}
