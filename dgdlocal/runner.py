@@ -41,6 +41,8 @@ INIT_SCALE_FACTOR = 1e-3
 #: --method auto: adapt-then-combine with the exchange behind the local pass; the papers' order where the atc forms
 #: do not apply (--preconditioner scaled takes metric steps and changes the gauge at every iteration).
 AUTO_METHOD, AUTO_METHOD_SCALED = "atc-overlap", "dgd-local"
+#: The adapt-then-combine orders: plain gradient steps only, and the gap gain of --step auto (solver.atc_step_gain).
+ADAPT_THEN_COMBINE = ("atc", "atc-overlap")
 
 
 @dataclass
@@ -205,7 +207,7 @@ def check_settings(config: RunConfig) -> None:
     if config.init == "spectral" and config.problem == "least-squares":
         raise InputError("--init spectral is for the low-rank problems; least squares starts from --init random.",
                          collective=True)
-    if config.method in ("atc", "atc-overlap") and config.preconditioner == "scaled":
+    if config.method in ADAPT_THEN_COMBINE and config.preconditioner == "scaled":
         raise InputError(f"--method {config.method} (adapt, then combine) runs on plain gradient steps; it does not "
                          "combine with --preconditioner scaled (drop one of the two).", collective=True)
     if config.method == "extra" and (config.preconditioner == "scaled" or config.balance > 0):
@@ -314,7 +316,7 @@ def prepare(config: RunConfig, context: Context) -> Prepared:
         lipschitz /= sigma1   # the curvature seen through the Gram preconditioner: scale-free (4 for factorization)
     step_bound = max(0.0, 1.0 - 2.0 * summary["omega"]) / lipschitz   # 0: ω ≥ 1/2, no step is covered
     step_gain = (solver.atc_step_gain(summary["spectral_gap"])
-                 if config.step == "auto" and config.method in ("atc", "atc-overlap") else 1.0)
+                 if config.step == "auto" and config.method in ADAPT_THEN_COMBINE else 1.0)
     step_size = (solver.auto_step(lipschitz, summary["lambda_min"], step_gain) if config.step == "auto"
                  else float(config.step))
     digests = context.reducer.gather_values([checkpoint_module.problem_digest(p) for p in local_problems])
