@@ -446,14 +446,17 @@ def solve(prepared: Prepared, config: RunConfig, context: Context, on_record=Non
     # the shape of what the loop posts: U_j, or atc-overlap's packed [U_j; D_j]
     message_shape = (prepared.U if settings.delayed is None else settings.delayed.packed)[0].shape
     exchange = context.make_exchange(prepared.network.weights, message_shape, np.dtype(config.dtype))
+    ended = False   # on every rank alike: the last sends can be completed before freeing the exchange
     try:
-        return solver.run(prepared.problems, context.local_ranks, prepared.U, prepared.V, settings, exchange,
-                          context.reducer, on_record=on_record, start_iteration=prepared.start_iteration,
-                          history=prepared.history, interrupt=interrupt, checkpoint=checkpoint,
-                          checkpoint_every=config.checkpoint_every if checkpoint is not None else 0)
+        outcome = solver.run(prepared.problems, context.local_ranks, prepared.U, prepared.V, settings, exchange,
+                             context.reducer, on_record=on_record, start_iteration=prepared.start_iteration,
+                             history=prepared.history, interrupt=interrupt, checkpoint=checkpoint,
+                             checkpoint_every=config.checkpoint_every if checkpoint is not None else 0)
+        ended = True
+        return outcome
     finally:
         if hasattr(exchange, "free"):
-            exchange.free()
+            exchange.free(complete=ended)
 
 
 def execute(config: RunConfig, context: Context, command: str) -> int:

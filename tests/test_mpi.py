@@ -4,6 +4,8 @@ Each test reads the communicator size, never assumes one, and agrees on its verd
 (allgather) before asserting, so a failure on one rank cannot hang the others.
 """
 
+import os
+
 import numpy as np
 import pytest
 
@@ -175,3 +177,43 @@ def test_exact_consensus_and_global_optimality_on_exact_rank_data():
     assert outcome.status == "converged"
     assert consensus / total_U2 <= 1e-20, consensus / total_U2
     assert objective / y2 <= 1e-20, objective / y2
+
+
+def test_the_exchange_returns_before_a_busy_neighbour_enters_mpi_again():
+    """finish() waits for the receives only: a rank that sent its copy and then computes without MPI calls
+    does not hold its neighbours (their sends to it complete later, before their buffer is reused)."""
+    import time
+
+    from dgdlocal import topology
+    from dgdlocal.exchange import NeighbourExchange
+
+    comm = _comm()
+    J, rank = comm.Get_size(), comm.Get_rank()
+    weights = topology.mixing_weights(topology.build_adjacency("ring", J))
+    shape = (256, 8)   # 16 KB: above MPICH's eager limit over shared memory (≈ 4 KB), so a send completes only
+    #                    when the receiving rank enters MPI after posting its receive
+    exchange = NeighbourExchange(comm, weights, shape)
+    busy_seconds = 2.0
+    rounds = []
+    for k in range(3):   # three rounds: the send buffers alternate, so round 2 reuses round 0's
+        copy = np.full(shape, 10.0 * k + rank)
+        comm.Barrier()
+        if rank == 0 and k == 0:
+            time.sleep(0.5)   # still busy with the previous iteration: the neighbours' copies arrive first
+        exchange.start([copy])
+        if rank == 0 and k == 0:
+            time.sleep(busy_seconds)   # rank 0 posted its receives and sends, then "computes" without MPI calls
+            awake = time.time()
+        (entries,) = exchange.finish()
+        rounds.append((time.time(), {i: float(U_i[0, 0]) for i, _, U_i in entries}))
+    exchange.free()
+    woke = comm.bcast(awake if rank == 0 else None, root=0)
+    expected = [{i: 10.0 * k + i for i in topology.neighbours(weights, rank) + [rank]} for k in range(3)]
+    got = [received for _, received in rounds]
+    ahead = rank == 0 or rounds[0][0] < woke   # rank 0 itself sleeps; everyone else returns before it wakes
+    verdicts = comm.allgather((got == expected, ahead))
+    assert all(ok for ok, _ in verdicts), f"wrong copies received: {got} != {expected}"
+    if os.environ.get("MPIR_CVAR_NOLOCAL") != "1":
+        # over TCP (shared memory off) a large message moves only while its *sender* is in MPI too (no
+        # progress thread), so there the neighbours of a busy rank wait for it whatever the exchange does
+        assert all(early for _, early in verdicts), "a rank's finish() waited for rank 0 to enter MPI again"
