@@ -190,8 +190,9 @@ def test_the_exchange_returns_before_a_busy_neighbour_enters_mpi_again():
     comm = _comm()
     J, rank = comm.Get_size(), comm.Get_rank()
     weights = topology.mixing_weights(topology.build_adjacency("ring", J))
-    shape = (256, 8)   # 16 KB: above MPICH's eager limit over shared memory (≈ 4 KB), so a send completes only
-    #                    when the receiving rank enters MPI after posting its receive
+    # 16 KB messages: above MPICH's eager limit over shared memory (≈ 4 KB), so a send completes only when the
+    # receiving rank enters MPI after posting its receive
+    shape = (256, 8)
     exchange = NeighbourExchange(comm, weights, shape)
     busy_seconds = 2.0
     rounds = []
