@@ -44,6 +44,7 @@ class NeighbourExchange:
         self.receives = [self.graph.Recv_init(self.receive_buffers[i], source=i, tag=0) for i in self.neighbours]
         self.sends = tuple([self.graph.Send_init(buffer, dest=i, tag=0) for i in self.neighbours]
                            for buffer in self.send_buffers)
+        self.posts = tuple(self.receives + sends for sends in self.sends)   # what start() posts with buffer b
         self.in_flight = [False, False]   # sends of send_buffers[b] started and not yet waited for
         self.parity = 0                   # the buffer of the next start()
         self.own = None
@@ -57,7 +58,7 @@ class NeighbourExchange:
         if self.in_flight[buffer]:
             MPI.Prequest.Waitall(self.sends[buffer])   # iteration k − 2's sends: already received
         np.copyto(self.send_buffers[buffer], self.own)
-        MPI.Prequest.Startall(self.receives + self.sends[buffer])
+        MPI.Prequest.Startall(self.posts[buffer])
         self.in_flight[buffer] = True
         self.parity = 1 - buffer
 
