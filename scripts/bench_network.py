@@ -4,6 +4,8 @@
     python scripts/bench_network.py gap     --out gap.jsonl       # iterations to 1e-10 vs spectral gap, J = 16 … 256
     python scripts/bench_network.py gap     --out gap.jsonl --rows 256:ring:150000 --resume   # one row, own cap
     python scripts/bench_network.py weights --out weights.jsonl   # rows that complete the step × weight-rule table
+    python scripts/bench_network.py seeds   --out seeds.jsonl --seeds 0:10   # defaults vs a step × rule grid, per seed
+    python scripts/bench_network.py summary seeds.jsonl [more.jsonl …]      # default / best per problem over seeds
 
 One JSON object per line, appended as each run finishes (the sweeps take minutes; a partial file is
 still usable). Iteration counts are deterministic; caps are part of each row (`cap`). The problem of
@@ -133,6 +135,101 @@ def weights(out, method=None):
     os.remove(demo)
 
 
+# The four problems of docs/performance.md §8 (paper demo; 16-rank ring, torus and exponential graph).
+SEED_PROBLEMS = {
+    "paper demo": dict(J=10, n=50, m=200, r=10, topology="erdos-renyi", edge_probability=0.3, cap=20000),
+    "ring J=16 κ=2": dict(J=16, n=100, m=400, r=5, topology="ring", kappa=2.0, cap=10000),
+    "torus J=16 κ=10": dict(J=16, n=60, m=240, r=4, topology="torus", kappa=10.0, cap=10000),
+    "exponential J=16 κ=2": dict(J=16, n=100, m=400, r=5, topology="exponential", kappa=2.0, cap=10000),
+}
+SEED_RULES = ("metropolis", "max-degree", "laplacian")
+SEED_STEPS = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0, 2.5, 3.0)   # µL, L = 4σ₁
+
+
+def seeds(out, first, last, problems=None, defaults_only=False):
+    """For each problem and seed (data, graph and start): the defaults (--step auto, metropolis), then every rule ×
+    fixed µL of the grid, each capped at twice the default's iterations (a setting that needs more is not the
+    best). The paper demo's matrix is drawn with the seed too (Y = A Bᵀ, Gaussian factors). defaults_only: the
+    defaults alone, after a change that moves only them (summary takes the last default row of a seed)."""
+    for seed in range(first, last):
+        for name in problems or SEED_PROBLEMS:
+            problem = dict(SEED_PROBLEMS[name])
+            J, cap = problem.pop("J"), problem.pop("cap")
+            if name == "paper demo":
+                problem["data"] = f"/tmp/dgdlocal-paper-demo-{seed}.npy"
+                bench.paper_demo_matrix(problem["data"], seed=seed)
+            default = bench.simulate(J, seed=seed, cap=cap, **problem)
+            emit(out, dict(sweep="seeds", problem=name, seed=seed, rule="metropolis", step_rule="auto", cap=cap,
+                           **default))
+            grid_cap = min(cap, 2 * default["iterations"]) if default["iterations"] else cap
+            for rule in () if defaults_only else SEED_RULES:
+                for multiple in SEED_STEPS:
+                    result = bench.simulate(J, seed=seed, rule=rule, step=multiple / (4 * default["sigma1"]),
+                                            cap=grid_cap, **problem)
+                    emit(out, dict(sweep="seeds", problem=name, seed=seed, rule=rule, step_rule=multiple,
+                                   cap=grid_cap, **result))
+            if name == "paper demo":
+                os.remove(problem["data"])
+
+
+def _geomean(values):
+    return math.exp(sum(math.log(v) for v in values) / len(values))
+
+
+def summary(paths):
+    """Per problem over the seeds: default / best of the grid (best = fewest iterations among the defaults and the
+    grid; a grid setting that did not converge within its cap cannot be the best), and how often each setting was
+    the best."""
+    rows = [json.loads(line) for path in paths for line in open(path) if line.strip()]
+    rows = [x for x in rows if x.get("sweep") == "seeds"]
+    latest = {(x["problem"], x["seed"]): x for x in rows if x["step_rule"] == "auto"}   # a later default row wins
+    rows = [x for x in rows if x["step_rule"] != "auto"] + list(latest.values())
+    print("| problem | seeds | default (median, range) | best (median) | default / best: geometric mean | median "
+          "| range | seeds with default ≤ 1.2 × best | fixed µL = 1.5, metropolis / default: geometric mean (range) "
+          "| best settings (count) | best fixed setting over the seeds (geometric mean) | default / it: geometric mean (range) "
+          "|\n|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for name in SEED_PROBLEMS:
+        ratios, defaults, bests, fixed, winners = [], [], [], [], {}
+        for seed in sorted({x["seed"] for x in rows if x["problem"] == name}):
+            runs = [x for x in rows if x["problem"] == name and x["seed"] == seed]
+            default = next((x for x in runs if x["step_rule"] == "auto"), None)
+            if default is None or not default["iterations"] or len(runs) < 1 + len(SEED_RULES) * len(SEED_STEPS):
+                continue   # unfinished seed, or a default that did not converge (listed by `table`)
+            best = min((x for x in runs if x["iterations"]), key=lambda x: x["iterations"])
+            ratios.append(default["iterations"] / best["iterations"])
+            defaults.append(default["iterations"])
+            bests.append(best["iterations"])
+            label = "default" if best is default else f"{best['rule']} µL={best['step_rule']}"
+            winners[label] = winners.get(label, 0) + 1
+            same = next(x for x in runs if x["rule"] == "metropolis" and x["step_rule"] == 1.5)
+            fixed.append(same["iterations"] / default["iterations"] if same["iterations"] else math.inf)
+        if not ratios:
+            continue
+        # the one setting with the fewest iterations over all these seeds (geometric mean; a run stopped at its cap
+        # counts as the cap, a lower bound), against the defaults seed by seed
+        used = [seed for seed in sorted({x["seed"] for x in rows if x["problem"] == name})
+                if any(x["problem"] == name and x["seed"] == seed and x["step_rule"] == "auto" and x["iterations"]
+                       for x in rows)][:len(ratios)]
+        by_setting = {}
+        for x in rows:
+            if x["problem"] == name and x["seed"] in used:
+                by_setting.setdefault((x["rule"], x["step_rule"]), {})[x["seed"]] = x["iterations"] or x["cap"]
+        complete = {k: v for k, v in by_setting.items() if len(v) == len(used)}
+        fixed_best = min(complete, key=lambda k: _geomean(complete[k].values()))
+        versus = [complete[("metropolis", "auto")][seed] / complete[fixed_best][seed] for seed in used]
+        finite = [v for v in fixed if math.isfinite(v)]
+        stalls = len(fixed) - len(finite)
+        fixed_text = (f"{_geomean(finite):.2f} ({min(finite):.2f}–{max(finite):.2f})" if finite else "—") + \
+            (f"; {stalls} over 2 × default" if stalls else "")
+        print(f"| {name} | {len(ratios)} | {sorted(defaults)[len(defaults) // 2]} ({min(defaults)}–{max(defaults)}) | "
+              f"{sorted(bests)[len(bests) // 2]} | {_geomean(ratios):.2f} | {sorted(ratios)[len(ratios) // 2]:.2f} | "
+              f"{min(ratios):.2f}–{max(ratios):.2f} | {sum(r <= 1.2 for r in ratios)} of {len(ratios)} | {fixed_text} | "
+              + ", ".join(f"{k} ({v})" for k, v in sorted(winners.items(), key=lambda kv: -kv[1])) + " | "
+              + ("default" if fixed_best[1] == "auto" else f"{fixed_best[0]} µL={fixed_best[1]}")
+              + f" ({_geomean(complete[fixed_best].values()):.0f}) | {_geomean(versus):.2f} "
+              f"({min(versus):.2f}–{max(versus):.2f}) |")
+
+
 def table(path):
     rows = [json.loads(line) for line in open(path)]
     if any(x["sweep"] == "gap" for x in rows):
@@ -147,14 +244,14 @@ def table(path):
                   f"{x['final_error']:.1e} | "
                   f"{x['seconds']:.0f} |")
         else:
-            print(f"| {x['shape']} | {x['topology']} | {x['rule']} | {x['step_rule']} | {x['step_times_L']:.3f} | "
+            print(f"| {x.get('shape', x.get('problem'))} | {x.get('topology', '')} | {x['rule']} | {x['step_rule']} | {x['step_times_L']:.3f} | "
                   f"{x['lambda_min']:.3f} | {x['spectral_gap']:.3f} | {its} | {x['final_error']:.1e} |")
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("sweep", choices=("gap", "weights", "table"))
-    parser.add_argument("path", nargs="?")
+    parser.add_argument("sweep", choices=("gap", "weights", "seeds", "table", "summary"))
+    parser.add_argument("path", nargs="*")
     parser.add_argument("--out", default="bench-network.jsonl")
     parser.add_argument("--quick", action="store_true", help="two tiny gap runs (smoke test)")
     parser.add_argument("--rows", type=parse_rows, help="gap runs J:topology:cap,… instead of the default list")
@@ -165,11 +262,21 @@ def main():
     parser.add_argument("--method", choices=("auto", "dgd-local", "atc", "atc-overlap", "extra"),
                         help="gap and weights runs with this --method instead of the default (auto: atc-overlap; the "
                              "tables of docs/performance.md §7a and §8 were measured with dgd-local)")
+    parser.add_argument("--seeds", default="0:10", help="seeds sweep: FIRST:LAST (LAST not included)")
+    parser.add_argument("--problems", help="seeds sweep: comma-separated names of SEED_PROBLEMS (default: all four)")
+    parser.add_argument("--defaults-only", action="store_true", help="seeds sweep: only the defaults (rows that "
+                        "replace earlier default rows in summary, next to an earlier grid)")
     parser.add_argument("--resume", action="store_true", help="skip gap runs already in --out (converged or with "
                         "at least that cap)")
     arguments = parser.parse_args()
     if arguments.sweep == "table":
-        table(arguments.path)
+        table(arguments.path[0])
+    elif arguments.sweep == "summary":
+        summary(arguments.path)
+    elif arguments.sweep == "seeds":
+        first, last = (int(x) for x in arguments.seeds.split(":"))
+        seeds(arguments.out, first, last, arguments.problems.split(",") if arguments.problems else None,
+              arguments.defaults_only)
     elif arguments.sweep == "gap":
         gap(arguments.out, arguments.quick, arguments.rows, arguments.resume, arguments.rebalance_every,
             arguments.u_step_scale, arguments.method)

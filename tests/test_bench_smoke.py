@@ -49,6 +49,27 @@ def test_bench_network_gap_quick_resume_and_cost_model(tmp_path):
     assert code != 0 and "different --rebalance-every" in stdout + stderr
 
 
+def test_bench_network_seeds_runs_the_grid_and_summarizes_it(tmp_path):
+    """bench_network.py seeds: the defaults and every rule × µL of the grid for one problem and seed, each grid run
+    capped at twice the default's iterations; summary compares the defaults with the best setting."""
+    script = os.path.join(REPOSITORY, "scripts", "bench_network.py")
+    out = str(tmp_path / "seeds.jsonl")
+    code, stdout, stderr = launch([sys.executable, script, "seeds", "--seeds", "0:1", "--problems",
+                                   "exponential J=16 κ=2", "--out", out], timeout=180)
+    assert code == 0, stdout + stderr
+    rows = [json.loads(line) for line in open(out)]
+    default = rows[0]
+    assert default["step_rule"] == "auto" and default["iterations"] and len(rows) == 1 + 3 * 9
+    assert all(x["cap"] == 2 * default["iterations"] for x in rows[1:])
+    assert all(x["iterations"] is None or x["iterations"] <= x["cap"] for x in rows)
+    code, stdout, stderr = launch([sys.executable, script, "summary", out], timeout=120)
+    assert code == 0, stdout + stderr
+    line = next(x for x in stdout.splitlines() if x.startswith("| exponential J=16 κ=2 | 1 |"))
+    cells = [cell.strip() for cell in line.strip("|").split("|")]
+    fewest = min(x["iterations"] for x in rows if x["iterations"])
+    assert float(cells[4]) == round(default["iterations"] / fewest, 2) >= 1.0   # default / best of this seed
+
+
 def test_bench_random_runs_two_variants_resumes_and_tables(tmp_path):
     """bench_random.py: problems 0 and 1 (a 24-rank torus and an 8-rank complete graph, κ = 1) under two
     variants, --resume skips them, and the table counts what converged."""
