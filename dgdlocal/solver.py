@@ -58,11 +58,6 @@ REBALANCE_THRESHOLD = 16.0
 SHARED_STEP_MARGIN = 0.25
 #: --u-step-scale auto: s ≤ this · spectral gap · J.
 SHARED_STEP_GAP_FACTOR = 2.0
-#: --u-step-scale auto with the gain a of --step auto: the local factor's step is t·µ, t = 1 + (g − 1)(1 − ŝ/J),
-#: ŝ = min(J, SHARED_STEP_GAP_FACTOR · gap · J) the U step's ceiling, g = 1 + (this − 1)(a − 1) (local_step_gain):
-#: µ where the ceiling lets Ū keep centralized gradient descent's pace (gap ≥ 0.5) or the network mixes slowly
-#: (a = 1), most (2.2µ) at gap 0.2 (docs/performance.md §8c).
-LOCAL_STEP_MAX_GAIN = 3.0
 #: --align-gain default: rotate a copy when that makes its squared distance to rank 0's copy this many times smaller.
 ALIGN_GAIN = 100.0
 DIAGNOSTIC_NAMES = ("iteration", "elapsed", "objective", "penalized_objective", "consensus_error",
@@ -146,12 +141,6 @@ def atc_step_gain(spectral_gap: float) -> float:
     return round_significant(min(ATC_STEP_MAX_GAIN, max(1.0, spectral_gap / ATC_STEP_GAP)))
 
 
-def local_step_gain(step_gain: float) -> float:
-    """g = 1 + (LOCAL_STEP_MAX_GAIN − 1)(a − 1), a = atc_step_gain: the most --u-step-scale auto gives the V step,
-    in units of µ (1 on slowly mixing networks and for the papers' order, LOCAL_STEP_MAX_GAIN from gap 0.2 up)."""
-    return round_significant(1.0 + (LOCAL_STEP_MAX_GAIN - 1.0) * (step_gain - 1.0))
-
-
 def auto_step(lipschitz: float, lambda_min: float, gain: float = 1.0) -> float:
     """µ = STEP_SAFETY · a · min(1, 1 + λ_min(W̃)) / L, L the curvature of f near a balanced minimizer
     (problem.lipschitz); a = 1 for the papers' order and EXTRA, a = atc_step_gain(gap) for the
@@ -197,7 +186,6 @@ class Outcome:
     correction: list | None = None                    # --method extra / atc-overlap: D_j for the local blocks
     alignments: int = 0                               # copies rotated by Align in this run (all ranks)
     u_step_scale: tuple | None = None                 # --u-step-scale: (smallest, last) s used in this run
-    v_step_scale: float | None = None                 # --u-step-scale auto: t, the V step t·µ
     u_step_state: float | None = None                 # --u-step-scale auto: SharedStep.state at the last iterate
 
 
@@ -455,13 +443,13 @@ class Align:
 
 
 class SharedStep:
-    """--u-step-scale s: the shared factor takes the step s·µ, the local factor t·µ:
+    """--u-step-scale s: the shared factor takes the step s·µ, the local factor keeps µ:
 
-        U_j ← Σ_i W̃_ji U_i − s µ ∇_U f_j(U_j, V_j),      V_j ← V_j − t µ ∇_{V_j} f_j(U_j, V_j).
+        U_j ← Σ_i W̃_ji U_i − s µ ∇_U f_j(U_j, V_j),      V_j ← V_j − µ ∇_{V_j} f_j(U_j, V_j).
 
-    This is gradient descent on g_{sµ} (the DGD+LOCAL objective whose consensus penalty has step sµ) in the
-    block metric diag(s, t), so its fixed points are those of DGD+LOCAL with step sµ: the same global minimizers
-    on exact-rank data (V_j enters no penalty, so its step t·µ moves no fixed point). Why: the mean Ū moves by (sµ/J) Σ_j ∇_U f_j, and at s = 1 that is J times less than
+    This is gradient descent on g_{sµ} (the DGD+LOCAL objective whose consensus penalty has step sµ) in the fixed
+    block metric diag(s, 1), so its fixed points are those of DGD+LOCAL with step sµ: the same global minimizers
+    on exact-rank data. Why: the mean Ū moves by (sµ/J) Σ_j ∇_U f_j, and at s = 1 that is J times less than
     centralized gradient descent moves U, so the slow directions of U converge √J times slower than there
     (docs/performance.md §5). A larger s also weakens the penalty that pulls the copies together, which on slow
     networks (ring, star, path at J = 16) made s = J 2–30× slower, and an uneven split of the data's energy makes
@@ -476,24 +464,13 @@ class SharedStep:
     energy, ≈ 1. A checkpoint at iterate k keeps c(k − 1) (`state`), so a resumed run takes the same steps. A
     number s ≥ 1 is used as given. margin = SHARED_STEP_MARGIN · a, with a the gain of --step auto (auto_step), so
     the U step keeps the margin the V step has at a balanced point.
-
-    t (auto only; 1 with a fixed s), fixed for the run: t = 1 + (local_gain − 1)(1 − ŝ/J), ŝ = min(J,
-    SHARED_STEP_GAP_FACTOR · gap · J) the ceiling of s, local_gain = local_step_gain(a). The mean Ū moves with the
-    step s·µ/J, V_j with t·µ; at s = J that is centralized gradient descent's pair of steps. Where the network caps s
-    below J, the local factor takes up the difference instead: on the 16-rank torus of docs/performance.md §8c
-    (t = 2) 1.6× fewer iterations. Not where the curvature term holds s down (a t that followed s_k doubled the
-    iterations of an 8-rank torus whose factors then drifted out of balance, §8c), not on slowly mixing networks
-    (local_gain = 1 at a = 1: a larger V step stalled stars and paths there), and not with a checkpoint written
-    before t existed (local_gain 1).
     """
 
     def __init__(self, scale, J: int, spectral_gap: float, step_size: float, *, start_iteration: int = 0,
-                 curvature=None, margin: float = SHARED_STEP_MARGIN, local_gain: float = 1.0):
+                 curvature=None, margin: float = SHARED_STEP_MARGIN):
         self.fixed = None if scale == "auto" else float(scale)
         self.margin = margin
         self.ceiling = min(float(J), SHARED_STEP_GAP_FACTOR * spectral_gap * J)
-        self.local = 1.0 if self.fixed is not None else round_significant(   # t, the same on every rank
-            1.0 + (float(local_gain) - 1.0) * (1.0 - self.ceiling / J))
         self.step_size = step_size
         self.known = {} if curvature is None else {start_iteration - 1: float(curvature)}  # iterate → c
         self.pending = []                                                                 # (iterate, request)
@@ -793,7 +770,6 @@ def _run(problems, own_ranks, U, V, settings: Settings, exchange, reducer, *, on
             steps_U, steps_V = scaled.steps(U, V, grads_U, grads_V, totals[1])
         t1 = clock()
         u_step = step if shared_step is None else step * shared_step.finish(iteration)
-        v_step = step if shared_step is None else step * shared_step.local
         if atc:   # adapt, then combine: the exchange carries U_j − sµ∇_U f_j and cannot overlap the pass
             exchange.start([U_j - u_step * step_j for U_j, step_j in zip(U, steps_U)])
         neighbourhoods = exchange.finish()
@@ -833,7 +809,7 @@ def _run(problems, own_ranks, U, V, settings: Settings, exchange, reducer, *, on
             elif extra is None:
                 U[j] = mixed[j] - u_step * steps_U[j]
             if V[j] is not None:
-                V[j] = V[j] - v_step * steps_V[j]
+                V[j] = V[j] - step * steps_V[j]
         if scaled is not None:
             U, V = scaled.balance(U, V, totals[0], totals[1])
         iteration += 1
@@ -858,5 +834,4 @@ def _run(problems, own_ranks, U, V, settings: Settings, exchange, reducer, *, on
                    correction=None if carried is None else carried.D,
                    alignments=0 if align is None else align.count,
                    u_step_scale=None if shared_step is None else (shared_step.smallest, shared_step.last),
-                   v_step_scale=None if shared_step is None else shared_step.local,
                    u_step_state=shared_state)

@@ -6,7 +6,6 @@
     python scripts/bench_random.py table random.jsonl
     python scripts/bench_random.py run --step-safety 1.0 --out s100.jsonl --variant s100:   # --step auto × 2
     python scripts/bench_random.py run --atc-step-max-gain 1 --out nogain.jsonl --variant nogain:   # without the gap gain
-    python scripts/bench_random.py run --local-step-max-gain 1 --out v1.jsonl --variant v1:   # V step µ (before §8c)
 
 Problem k (k = 0, 1, …) is drawn from numpy's default_rng(seed + k): J from 2–32, a topology (ring, path,
 star, complete, torus where J allows one, erdos-renyi, exponential), n = 10–100, 2–50 columns per rank, r = 1–5 (≤ n and
@@ -92,8 +91,6 @@ def run(args) -> None:
         solver.STEP_SAFETY = args.step_safety
     if args.atc_step_max_gain is not None:   # the cap of the atc orders' gap gain (2; 1 = the rule before it)
         solver.ATC_STEP_MAX_GAIN = args.atc_step_max_gain
-    if args.local_step_max_gain is not None:   # the V step's gain under --u-step-scale auto (3; 1 = V keeps µ)
-        solver.LOCAL_STEP_MAX_GAIN = args.local_step_max_gain
     done = set()
     if args.resume and os.path.exists(args.out):
         done = {json.loads(line)["problem"]["seed"] for line in open(args.out) if line.strip()}
@@ -149,9 +146,6 @@ def main(argv=None) -> None:
     go.add_argument("--atc-step-max-gain", type=float,
                     help="replace solver.ATC_STEP_MAX_GAIN (2) for every variant of this run; 1: --step auto as "
                          "before the gap gain")
-    go.add_argument("--local-step-max-gain", type=float,
-                    help="replace solver.LOCAL_STEP_MAX_GAIN (3) for every variant of this run; 1: the V step µ, as "
-                         "before docs/performance.md §8c")
     show = sub.add_parser("table")
     show.add_argument("path")
     args = parser.parse_args(argv)

@@ -41,38 +41,16 @@ def test_auto_scale_follows_the_rule_from_gap_and_curvature_one_iterate_late():
         return max(1.0, min(2 * gap * J, 0.25 / (step * c) if c > 0 else np.inf, J))
 
     curvatures = [[1.0, 2.0], [40.0, 10.0], [0.0, 0.0], [3.0, 1.0]]   # gap-limited, curvature-limited, V = 0, …
-    shared = solver.SharedStep("auto", J, gap, step, start_iteration=5, local_gain=3.0)
+    shared = solver.SharedStep("auto", J, gap, step, start_iteration=5)
     for k, values in enumerate(curvatures, start=5):
         shared.start([Curvature(c) for c in values], [None] * len(values), reducer, k)
         previous = max(curvatures[max(k - 6, 0)])
         assert shared.finish(k) == pytest.approx(rule(previous), rel=1e-15)
-        assert shared.local == 1.8   # t = 1 + (3 − 1)(1 − min(J, 2·gap·J)/J), V's step, whatever s_k
     assert shared.state(9) == 3.0
     resumed = solver.SharedStep("auto", J, gap, step, start_iteration=9, curvature=40.0)
     resumed.start([Curvature(1.0)], [None], reducer, 9)
     assert resumed.finish(9) == pytest.approx(rule(40.0), rel=1e-15)
-    fixed = solver.SharedStep(3.5, J, gap, step, local_gain=3.0)
-    assert fixed.finish(0) == 3.5 and fixed.local == 1.0   # a given s leaves V's step at µ
-    assert solver.SharedStep("auto", J, 0.5, step, local_gain=3.0).local == 1.0   # s may reach J: GD's pair of steps
-    assert solver.SharedStep("auto", J, gap, step).local == 1.0                 # local_gain 1 (a = 1, old checkpoints)
-    assert [solver.local_step_gain(a) for a in (1.0, 1.5, 2.0)] == [1.0, 2.0, 3.0]
-
-
-def test_the_local_step_gain_saves_iterations_on_the_16_rank_torus(monkeypatch):
-    """docs/performance.md §8c: on the 16-rank torus (gap 0.25, κ = 10) the U step's ceiling is 2·gap·J = 8 of
-    J = 16, and the V step takes t = 1 + 2(1 − 8/16) = 2 times µ: measured 860 iterations against 1460 with t = 1
-    (seed 0), both to relative error and relative consensus 1e-10."""
-    settings = dict(n=60, m=240, rank=4, condition_number=10.0, topology="torus", iterations=5000, tolerance=1e-10,
-                    log_every=10)
-    _, gained = _simulate(16, **settings)
-    monkeypatch.setattr(solver, "LOCAL_STEP_MAX_GAIN", 1.0)
-    _, plain = _simulate(16, **settings)
-    for outcome in (gained, plain):
-        assert outcome.status == "converged"
-        assert outcome.diagnostics["relative_error"][-1] <= 1e-10
-        assert outcome.diagnostics["relative_consensus"][-1] <= 1e-10
-    assert plain.v_step_scale == 1.0 and gained.v_step_scale == 2.0
-    assert gained.iterations * 1.5 <= plain.iterations, (gained.iterations, plain.iterations)
+    assert solver.SharedStep(3.5, J, gap, step).finish(0) == 3.5
 
 
 def test_auto_scale_reaches_exact_consensus_in_fewer_iterations_on_a_well_connected_network():
