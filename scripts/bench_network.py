@@ -25,6 +25,7 @@ import json
 import math
 import os
 import sys
+import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -156,7 +157,7 @@ def seeds(out, first, last, problems=None, defaults_only=False):
             problem = dict(SEED_PROBLEMS[name])
             J, cap = problem.pop("J"), problem.pop("cap")
             if name == "paper demo":
-                problem["data"] = f"/tmp/dgdlocal-paper-demo-{seed}.npy"
+                problem["data"] = os.path.join(tempfile.gettempdir(), f"dgdlocal-paper-demo-{seed}.npy")
                 bench.paper_demo_matrix(problem["data"], seed=seed)
             default = bench.simulate(J, seed=seed, cap=cap, **problem)
             emit(out, dict(sweep="seeds", problem=name, seed=seed, rule="metropolis", step_rule="auto", cap=cap,
@@ -189,13 +190,14 @@ def summary(paths):
           "| best settings (count) | best fixed setting over the seeds (geometric mean) | default / it: geometric mean (range) "
           "|\n|---|---|---|---|---|---|---|---|---|---|---|---|")
     for name in SEED_PROBLEMS:
-        ratios, defaults, bests, fixed, winners = [], [], [], [], {}
+        ratios, defaults, bests, fixed, winners, used = [], [], [], [], {}, []
         for seed in sorted({x["seed"] for x in rows if x["problem"] == name}):
             runs = [x for x in rows if x["problem"] == name and x["seed"] == seed]
             default = next((x for x in runs if x["step_rule"] == "auto"), None)
             if default is None or not default["iterations"] or len(runs) < 1 + len(SEED_RULES) * len(SEED_STEPS):
                 continue   # unfinished seed, or a default that did not converge (listed by `table`)
             best = min((x for x in runs if x["iterations"]), key=lambda x: x["iterations"])
+            used.append(seed)
             ratios.append(default["iterations"] / best["iterations"])
             defaults.append(default["iterations"])
             bests.append(best["iterations"])
@@ -205,11 +207,8 @@ def summary(paths):
             fixed.append(same["iterations"] / default["iterations"] if same["iterations"] else math.inf)
         if not ratios:
             continue
-        # the one setting with the fewest iterations over all these seeds (geometric mean; a run stopped at its cap
+        # the one setting with the fewest iterations over these seeds (geometric mean; a run stopped at its cap
         # counts as the cap, a lower bound), against the defaults seed by seed
-        used = [seed for seed in sorted({x["seed"] for x in rows if x["problem"] == name})
-                if any(x["problem"] == name and x["seed"] == seed and x["step_rule"] == "auto" and x["iterations"]
-                       for x in rows)][:len(ratios)]
         by_setting = {}
         for x in rows:
             if x["problem"] == name and x["seed"] in used:
@@ -244,8 +243,8 @@ def table(path):
                   f"{x['final_error']:.1e} | "
                   f"{x['seconds']:.0f} |")
         else:
-            print(f"| {x.get('shape', x.get('problem'))} | {x.get('topology', '')} | {x['rule']} | {x['step_rule']} | {x['step_times_L']:.3f} | "
-                  f"{x['lambda_min']:.3f} | {x['spectral_gap']:.3f} | {its} | {x['final_error']:.1e} |")
+            print(f"| {x.get('shape', x.get('problem'))} | {x.get('topology', '')} | {x['rule']} | {x['step_rule']} | "
+                  f"{x['step_times_L']:.3f} | {x['lambda_min']:.3f} | {x['spectral_gap']:.3f} | {its} | {x['final_error']:.1e} |")
 
 
 def main():
@@ -269,6 +268,8 @@ def main():
     parser.add_argument("--resume", action="store_true", help="skip gap runs already in --out (converged or with "
                         "at least that cap)")
     arguments = parser.parse_args()
+    if arguments.sweep in ("table", "summary") and not arguments.path:
+        parser.error(f"{arguments.sweep} needs the JSON-lines file(s) to read")
     if arguments.sweep == "table":
         table(arguments.path[0])
     elif arguments.sweep == "summary":
