@@ -39,6 +39,7 @@ class NeighbourExchange:
         self.neighbours = neighbours(weights, self.rank)
         self.graph = comm.Create_dist_graph_adjacent(self.neighbours, self.neighbours, reorder=False)
         self.weights = {i: float(weights[self.rank, i]) for i in self.neighbours + [self.rank]}
+        self.order = sorted(self.weights)   # the mixing order finish() returns, self included
         self.send_buffers = (np.empty(shape, dtype=dtype), np.empty(shape, dtype=dtype))
         self.receive_buffers = {i: np.empty(shape, dtype=dtype) for i in self.neighbours}
         self.receives = [self.graph.Recv_init(self.receive_buffers[i], source=i, tag=0) for i in self.neighbours]
@@ -67,7 +68,7 @@ class NeighbourExchange:
         if self.receives:
             MPI.Prequest.Waitall(self.receives)
         entries = [(i, self.weights[i], self.own if i == self.rank else self.receive_buffers[i])
-                   for i in sorted(self.weights)]
+                   for i in self.order]
         return [entries]
 
     def free(self, complete: bool = True):
