@@ -54,10 +54,10 @@ def data_fingerprint(digests: list) -> str:
 
 
 def attributes(config: dict, *, iteration: int, elapsed: float, step_size: float, init_scale: float,
-               fingerprint: str, step_gain: float = 1.0) -> dict:
+               fingerprint: str, step_gain: float = 1.0, local_step_gain: float = 1.0) -> dict:
     """The /checkpoint attributes."""
     return {"iteration": int(iteration), "elapsed": float(elapsed), "step_size": float(step_size),
-            "step_gain": float(step_gain),
+            "step_gain": float(step_gain), "local_step_gain": float(local_step_gain),
             "init_scale_used": float(init_scale), "data_fingerprint": fingerprint,
             "J": int(config["J"]), "config_json": json.dumps(config, sort_keys=True)}
 

@@ -15,6 +15,7 @@ calls the methods below, so exchange, diagnostics and output stay shared:
 * ``lipschitz(sigma1)``           → L, the curvature of f near a balanced minimizer, from σ₁(M)
 * ``u_curvature(V)`` (factorization, completion) → a bound on the largest curvature of f_j in U at V_j,
   for ``--u-step-scale auto`` (solver.SharedStep); problems without it run that option at s = 1
+* ``v_curvature(U)`` (factorization, completion) → the same in V_j at U, for V_j's step under that option
 
 ``U`` is the variable the ranks mix with their neighbours (n × r, or d × 1 for
 least squares); ``V`` is rank j's local variable V_j (m_j × r) or None when the
@@ -211,6 +212,10 @@ class Factorization(_LowRankTruth):
         """‖∇²_U f_j‖ = 2 λ_max(V_jᵀV_j)."""
         return gram_top_eigenvalue(V, 2.0)
 
+    def v_curvature(self, U):
+        """‖∇²_{V_j} f_j‖ = 2 λ_max(UᵀU)."""
+        return gram_top_eigenvalue(U, 2.0)
+
 
 class Completion(_LowRankTruth):
     """f_j = ‖P_Ωj(U V_jᵀ − Y_j)‖_F² over the observed entries (rows[k], cols[k]) of rank j's columns.
@@ -273,6 +278,10 @@ class Completion(_LowRankTruth):
     def u_curvature(self, V):
         """‖∇²_U f_j‖ ≤ 2 λ_max(V_jᵀV_j): row i of U sees 2 Σ_{k ∈ Ω_i} v_k v_kᵀ ⪯ 2 V_jᵀV_j."""
         return gram_top_eigenvalue(V, 2.0)
+
+    def v_curvature(self, U):
+        """‖∇²_{V_j} f_j‖ ≤ 2 λ_max(UᵀU): row k of V_j sees 2 Σ_{i ∈ Ω_k} u_i u_iᵀ ⪯ 2 UᵀU."""
+        return gram_top_eigenvalue(U, 2.0)
 
 
 class Sensing(_LowRankTruth):

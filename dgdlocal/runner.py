@@ -263,10 +263,11 @@ class Prepared:
     u_step_curvature: float | None = None  # --u-step-scale auto resumed: SharedStep.state at the checkpoint
     elapsed_before: float = 0.0           # seconds spent before the checkpoint
     step_gain: float = 1.0                # --step auto's gain a (solver.atc_step_gain; 1: dgd-local, extra, given µ)
+    local_step_gain: float = solver.LOCAL_STEP_MAX_GAIN   # --u-step-scale auto's cap on V_j's t (1: a checkpoint from before)
 
     def step_attributes(self, config: RunConfig) -> dict:
         return {"step_size": self.step_size, "step_rule": "auto" if config.step == "auto" else "given",
-                "step_gain": self.step_gain, "step_bound_thm25": self.step_bound, "lipschitz_estimate": self.lipschitz,
+                "step_gain": self.step_gain, "local_step_gain": self.local_step_gain, "step_bound_thm25": self.step_bound, "lipschitz_estimate": self.lipschitz,
                 "sigma1_estimate": self.sigma1, "init_scale_used": self.init_scale}
 
 
@@ -352,8 +353,10 @@ def _resumed_point(config, context, local_problems, offsets, fingerprint):
         resumed["correction"] = [s[2] for s in starts]
     if "u_step_curvature" in attrs:
         resumed["u_step_curvature"] = float(attrs["u_step_curvature"])
-    # the step and its gain as the run began (a checkpoint written before the gain existed: 1)
+    # the step and its gain as the run began (a checkpoint written before the gain existed: 1); likewise the cap on
+    # V_j's step gain under --u-step-scale auto
     resumed["step_gain"] = float(attrs.get("step_gain", 1.0))
+    resumed["local_step_gain"] = float(attrs.get("local_step_gain", 1.0))
     return U, V, float(attrs["step_size"]), float(attrs["init_scale_used"]), resumed
 
 
@@ -422,7 +425,8 @@ def shared_step(prepared: Prepared, config: RunConfig, J: int) -> "solver.Shared
         return None
     return solver.SharedStep(scale, J, prepared.network.summary["spectral_gap"], prepared.step_size,
                              start_iteration=prepared.start_iteration, curvature=prepared.u_step_curvature,
-                             margin=solver.SHARED_STEP_MARGIN * prepared.step_gain)
+                             margin=solver.SHARED_STEP_MARGIN * prepared.step_gain,
+                             local_gain=prepared.local_step_gain)
 
 
 def solve(prepared: Prepared, config: RunConfig, context: Context, on_record=None, interrupt=None,
@@ -579,7 +583,8 @@ class _ResultWriter:
                                                            step_size=prepared.step_size,
                                                            init_scale=prepared.init_scale,
                                                            fingerprint=prepared.fingerprint,
-                                                           step_gain=prepared.step_gain)}
+                                                           step_gain=prepared.step_gain,
+                                                           local_step_gain=prepared.local_step_gain)}
             if u_step_state is not None:
                 state["attrs"]["u_step_curvature"] = float(u_step_state)
         network = prepared.network
@@ -656,7 +661,9 @@ def _print_summary(config: RunConfig, outcome, timing, signal_name, J, prepared:
     if outcome.u_step_scale is not None:
         smallest, last_scale = outcome.u_step_scale
         lines.insert(4, f"  step on the shared factor U: {last_scale:.3g} µ (--u-step-scale {config.u_step_scale}"
-                        + (f"; smallest {smallest:.3g} µ" if smallest < last_scale else "") + ")")
+                        + (f"; smallest {smallest:.3g} µ" if smallest < last_scale else "") + ")"
+                        + (f"; on V_j up to {outcome.v_step_scale:.3g} µ" if (outcome.v_step_scale or 1.0) > 1.0
+                           else ""))
     if outcome.alignments:
         lines.insert(4, f"  copies of U realigned to rank 0's {outcome.alignments} time(s) (--rebalance-every "
                         f"{config.rebalance_every}, --align-gain {config.align_gain:g})")

@@ -58,6 +58,11 @@ REBALANCE_THRESHOLD = 16.0
 SHARED_STEP_MARGIN = 0.25
 #: --u-step-scale auto: s ≤ this · spectral gap · J.
 SHARED_STEP_GAP_FACTOR = 2.0
+#: --u-step-scale auto on networks that cap s below J: V_j's step t·µ keeps t·µ·‖∇²_V f_j‖ ≤ this, half the stability
+#: limit 2 of gradient descent on V_j's block (as STEP_SAFETY is of the whole step) ...
+LOCAL_STEP_MARGIN = 1.0
+#: ... with 1 ≤ t ≤ min(s, this), and t = 1 while the margin would allow more (the factors still growing).
+LOCAL_STEP_MAX_GAIN = 3.0
 #: --align-gain default: rotate a copy when that makes its squared distance to rank 0's copy this many times smaller.
 ALIGN_GAIN = 100.0
 DIAGNOSTIC_NAMES = ("iteration", "elapsed", "objective", "penalized_objective", "consensus_error",
@@ -186,6 +191,7 @@ class Outcome:
     correction: list | None = None                    # --method extra / atc-overlap: D_j for the local blocks
     alignments: int = 0                               # copies rotated by Align in this run (all ranks)
     u_step_scale: tuple | None = None                 # --u-step-scale: (smallest, last) s used in this run
+    v_step_scale: float | None = None                 # --u-step-scale: the largest t of V_j's step (all ranks)
     u_step_state: float | None = None                 # --u-step-scale auto: SharedStep.state at the last iterate
 
 
@@ -464,17 +470,33 @@ class SharedStep:
     energy, ≈ 1. A checkpoint at iterate k keeps c(k − 1) (`state`), so a resumed run takes the same steps. A
     number s ≥ 1 is used as given. margin = SHARED_STEP_MARGIN · a, with a the gain of --step auto (auto_step), so
     the U step keeps the margin the V step has at a balanced point.
+
+    auto also gives V_j the step t_{j,k}·µ (local_scale) where the network caps s below J (ŝ = min(J, 2·gap·J) < J):
+
+        q = LOCAL_STEP_MARGIN / (µ · problem.v_curvature(U_j)),   t = min(q, s_k, LOCAL_STEP_MAX_GAIN) if 1 ≤ q ≤
+        LOCAL_STEP_MAX_GAIN, else 1.
+
+    V_j enters no consensus penalty, so this is one more block of the metric and moves no fixed point. There Ū moves
+    with s·µ/J < µ and the larger V step recovers part of centralized gradient descent's pace (16-rank torus, κ = 10:
+    1460 → 880 iterations); where s may reach J the pair (sµ/J, µ) is already centralized GD's. t ≤ s keeps the
+    balance the local steps settle at (V_jᵀV_j ≈ (t/s) U_jᵀU_j) no more V-heavy than the papers' s = t = 1, and
+    t = 1 while q > LOCAL_STEP_MAX_GAIN, i.e. while U_j is still small from the start, because a larger V step then
+    sets a V-heavy balance for the rest of the run (docs/performance.md §8d). t is rank j's own (no communication)
+    and a function of the iterate, so a resumed run takes the same steps. `local_gain` = 1 turns it off (a
+    checkpoint written before it).
     """
 
     def __init__(self, scale, J: int, spectral_gap: float, step_size: float, *, start_iteration: int = 0,
-                 curvature=None, margin: float = SHARED_STEP_MARGIN):
+                 curvature=None, margin: float = SHARED_STEP_MARGIN, local_gain: float = LOCAL_STEP_MAX_GAIN):
         self.fixed = None if scale == "auto" else float(scale)
         self.margin = margin
         self.ceiling = min(float(J), SHARED_STEP_GAP_FACTOR * spectral_gap * J)
+        self.local_gain = local_gain if self.fixed is None and self.ceiling < J else 1.0
         self.step_size = step_size
         self.known = {} if curvature is None else {start_iteration - 1: float(curvature)}  # iterate → c
         self.pending = []                                                                 # (iterate, request)
         self.smallest, self.last = math.inf, math.nan
+        self.largest_local = 1.0
 
     def start(self, problems, V, reducer, iteration: int):
         """Post the max over ranks of the curvature bounds at iterate `iteration` (auto only)."""
@@ -505,15 +527,27 @@ class SharedStep:
         self.smallest, self.last = min(self.smallest, scale), scale
         return scale
 
+    def local_scale(self, problem, U_j) -> float:
+        """t for V_j's step at this iteration, from rank j's own U_j (after finish())."""
+        if self.local_gain <= 1.0 or not hasattr(problem, "v_curvature"):
+            return 1.0
+        curvature = problem.v_curvature(U_j)
+        room = LOCAL_STEP_MARGIN / (self.step_size * curvature) if curvature > 0 else math.inf
+        scale = min(room, self.last, self.local_gain) if 1.0 <= room <= self.local_gain else 1.0
+        self.largest_local = max(self.largest_local, scale)
+        return scale
+
     def state(self, iteration: int):
         """What a checkpoint at iterate `iteration` keeps: c(iteration − 1); None for a fixed s."""
         return None if self.fixed is not None else self.curvature_before(iteration)
 
-    def close(self):
-        """Complete every posted request (every rank posted the same ones)."""
+    def close(self, reducer):
+        """Complete every posted request (every rank posted the same ones); the largest t over all ranks."""
         while self.pending:
             k, request = self.pending.pop(0)
             self.known[k] = request.wait()
+        if self.local_gain > 1.0:
+            self.largest_local = reducer.start_max(self.largest_local).wait()
 
 
 class ScaledStep:
@@ -804,12 +838,13 @@ def _run(problems, own_ranks, U, V, settings: Settings, exchange, reducer, *, on
         if delayed is not None:
             delayed.advance(own_steps)
         for j in range(len(problems)):
+            if V[j] is not None:   # first, from iterate k's U_j
+                v_step = step if shared_step is None else step * shared_step.local_scale(problems[j], U[j])
+                V[j] = V[j] - v_step * steps_V[j]
             if atc or delayed is not None:
                 U[j] = mixed[j]
             elif extra is None:
                 U[j] = mixed[j] - u_step * steps_U[j]
-            if V[j] is not None:
-                V[j] = V[j] - step * steps_V[j]
         if scaled is not None:
             U, V = scaled.balance(U, V, totals[0], totals[1])
         iteration += 1
@@ -826,7 +861,7 @@ def _run(problems, own_ranks, U, V, settings: Settings, exchange, reducer, *, on
             timing["compute"] += clock() - t3
     shared_state = None
     if shared_step is not None:
-        shared_step.close()
+        shared_step.close(reducer)
         shared_state = shared_step.state(iteration)
     return Outcome(status=status, iterations=iteration, U=U, V=V,
                    diagnostics=recorder.history if recorder is not None else {},
@@ -834,4 +869,5 @@ def _run(problems, own_ranks, U, V, settings: Settings, exchange, reducer, *, on
                    correction=None if carried is None else carried.D,
                    alignments=0 if align is None else align.count,
                    u_step_scale=None if shared_step is None else (shared_step.smallest, shared_step.last),
+                   v_step_scale=None if shared_step is None else shared_step.largest_local,
                    u_step_state=shared_state)

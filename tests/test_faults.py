@@ -328,24 +328,28 @@ def test_simulated_run_checkpoints_and_resumes_bit_for_bit(tmp_path, method):
 
 def test_a_resumed_run_keeps_the_step_gain_of_its_checkpoint(tmp_path):
     """The gain a of --step auto (atc orders) is stored with the step; a checkpoint written before it existed has
-    none and resumes with a = 1, i.e. the step and --u-step-scale margin it started with."""
+    none and resumes with a = 1, i.e. the step and --u-step-scale margin it started with. Likewise the cap on V_j's
+    step gain under --u-step-scale auto (3; 1 = V_j keeps µ, as before it existed)."""
     part = tmp_path / "part.h5"
     code, _, stderr = launch([sys.executable, "-m", "dgdlocal", "run", "--simulate", "3", *map(str, SMALL),
                               "--iterations", "60", "--checkpoint-every", "30", "--output", str(part)])
     assert code == 0, stderr
     with h5py.File(part, "r") as handle:
         assert handle["checkpoint"].attrs["step_gain"] == handle["config"].attrs["step_gain"] == 2.0   # gap 1
+        assert handle["checkpoint"].attrs["local_step_gain"] == handle["config"].attrs["local_step_gain"] == 3.0
     code, _, stderr = launch([sys.executable, "-m", "dgdlocal", "--resume", str(part), "--simulate", "3",
                               "--iterations", "90", "--force"])
     assert code == 0, stderr
     with h5py.File(part, "a") as handle:
         assert handle["config"].attrs["step_gain"] == 2.0
         del handle["checkpoint"].attrs["step_gain"]   # as written before the gain
+        del handle["checkpoint"].attrs["local_step_gain"]
     code, _, stderr = launch([sys.executable, "-m", "dgdlocal", "--resume", str(part), "--simulate", "3",
                               "--iterations", "120", "--force"])
     assert code == 0, stderr
     with h5py.File(part, "r") as handle:
         assert handle["config"].attrs["step_gain"] == handle["checkpoint"].attrs["step_gain"] == 1.0
+        assert handle["config"].attrs["local_step_gain"] == handle["checkpoint"].attrs["local_step_gain"] == 1.0
         assert handle.attrs["status"] == "max_iters" and handle["checkpoint"].attrs["iteration"] == 120
 
 

@@ -111,6 +111,8 @@ CASES = {
                                                  rebalance_threshold=1.0),
     "atc-overlap-factorization-aligned": dict(method="atc-overlap", rebalance_every=5, align_gain=1.0),
     "atc-overlap-factorization-u-step-auto": dict(method="atc-overlap", topology="complete", u_step_scale="auto"),
+    # a star caps s below J (J ≥ 3), so V_j takes its own step t·µ, t from rank j's U_j
+    "atc-overlap-factorization-u-step-auto-star": dict(method="atc-overlap", topology="star", u_step_scale="auto"),
     "atc-overlap-completion": dict(method="atc-overlap", problem="completion", sampling_rate=0.4,
                                    topology="erdos-renyi"),
     "atc-overlap-sensing-balance": dict(method="atc-overlap", problem="sensing", n=9, m=13, rank=2, balance=0.1),
@@ -135,8 +137,11 @@ def test_mpi_run_equals_serial_simulation(case):
     assert mpi_outcome.rebalances == simulated_outcome.rebalances
     assert mpi_outcome.alignments == simulated_outcome.alignments
     assert mpi_outcome.u_step_scale == simulated_outcome.u_step_scale
+    assert mpi_outcome.v_step_scale == simulated_outcome.v_step_scale
     if "u-step" in case and J > 1:
         assert simulated_outcome.u_step_scale[0] > 1.0
+    if "u-step-auto-star" in case and J >= 3:   # measured: t up to 2.0 at J = 3 and 4
+        assert simulated_outcome.v_step_scale > 1.5
     if "aligned" in case and J > 1:
         assert simulated_outcome.alignments >= 1
     if "rebalanced" in case:
