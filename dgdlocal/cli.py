@@ -201,7 +201,9 @@ def _add_run(parser):
                                 "times smaller step than centralized gradient descent; auto: S = max(1, min(2·gap·J, "
                                 "0.25 / (µ max_j ‖∇²_U f_j‖))) at every iteration (one nonblocking max over ranks, used one "
                                 "iteration later), "
-                                "smaller on slow networks and when one rank holds most of the data's energy; "
+                                "smaller on slow networks and when one rank holds most of the data's energy; where "
+                                "2·gap·J < J auto also gives V_j the step t·µ, t = min(1 / (µ ‖∇²_V f_j‖), S, 3) once "
+                                "that is between 1 and 3 (rank j's own, no communication); "
                                 "factorization and completion, plain steps only (default %(default)s)")
     algorithm.add_argument("--iterations", type=_number(int, "iterations", minimum=0), default=DEFAULTS.iterations,
                            help="iteration cap (default %(default)s)")

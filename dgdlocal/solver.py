@@ -529,7 +529,7 @@ class SharedStep:
 
     def local_scale(self, problem, U_j) -> float:
         """t for V_j's step at this iteration, from rank j's own U_j (after finish())."""
-        if self.local_gain <= 1.0 or not hasattr(problem, "v_curvature"):
+        if self.local_gain <= 1.0 or self.last <= 1.0 or not hasattr(problem, "v_curvature"):   # t ≤ s
             return 1.0
         curvature = problem.v_curvature(U_j)
         room = LOCAL_STEP_MARGIN / (self.step_size * curvature) if curvature > 0 else math.inf
