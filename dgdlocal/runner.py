@@ -263,11 +263,13 @@ class Prepared:
     u_step_curvature: float | None = None  # --u-step-scale auto resumed: SharedStep.state at the checkpoint
     elapsed_before: float = 0.0           # seconds spent before the checkpoint
     step_gain: float = 1.0                # --step auto's gain a (solver.atc_step_gain; 1: dgd-local, extra, given µ)
-    local_step_gain: float = solver.LOCAL_STEP_MAX_GAIN   # --u-step-scale auto's cap on V_j's t (1: a checkpoint from before)
+    local_step_gain: float = solver.LOCAL_STEP_MAX_GAIN   # cap on V_j's t under --u-step-scale auto (1: resumed
+    #                                                       from a checkpoint written before it)
 
     def step_attributes(self, config: RunConfig) -> dict:
         return {"step_size": self.step_size, "step_rule": "auto" if config.step == "auto" else "given",
-                "step_gain": self.step_gain, "local_step_gain": self.local_step_gain, "step_bound_thm25": self.step_bound, "lipschitz_estimate": self.lipschitz,
+                "step_gain": self.step_gain, "local_step_gain": self.local_step_gain,
+                "step_bound_thm25": self.step_bound, "lipschitz_estimate": self.lipschitz,
                 "sigma1_estimate": self.sigma1, "init_scale_used": self.init_scale}
 
 
